@@ -1,0 +1,53 @@
+"""Entry point of the ``lpft`` command.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)``, which registers the
+subparser and sets ``handler`` to a function of the parsed arguments returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lpft import __version__
+from lpft.errors import LpftError
+
+SUBCOMMANDS = ("run", "pretrain", "theory", "report")
+USAGE_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lpft",
+        description="Transfer pretrained models and measure in- and out-of-distribution accuracy.",
+    )
+    parser.add_argument("--version", action="version", version=f"lpft {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"lpft.cli.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if not args_list:
+        args_list = ["run"]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return USAGE_ERROR
+    try:
+        return int(args.handler(args) or 0)
+    except LpftError as exc:
+        print(f"lpft: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("lpft: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""``lpft run``: LP, FT and LP-FT on a benchmark, with the paper's protocol."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lpft.analysis.tables import best_per_column, caption, columns, format_stat, rows
+from lpft.config import deep_merge, parse_set_option, resolve_config
+from lpft.engine.runner import Runner
+from lpft.errors import ConfigError
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="fine-tune and linear-probe a backbone; print ID and OOD accuracy",
+        description="Run LP / FT / LP-FT with ID-validation selection over seeds. "
+        "Rerunning with the same --out resumes an interrupted run.",
+    )
+    p.add_argument("--config", type=Path, help="YAML file with any RunConfig keys")
+    p.add_argument("--benchmark", help="benchmark name (default: digits-shift)")
+    p.add_argument("--model", help="backbone spec SOURCE:NAME (default: builtin:glyph-resnet)")
+    p.add_argument("--methods", help="comma-separated, e.g. lp,ft,lpft or ft@bn-eval variants")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    p.add_argument("--epochs", type=int, help="epochs for every fine-tuning method")
+    p.add_argument("--lrs", type=_float_list, help="learning rates for every fine-tuning method")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--out", type=Path, help="run directory (reused to resume)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--data-root", type=Path, help="dataset root for on-disk benchmarks")
+    p.add_argument("--num-workers", type=int, help="data-loading worker processes")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        default=None,
+        help="skip unreadable images (counted in results.json) instead of failing",
+    )
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke profile")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. methods.ft.batchnorm=eval (repeatable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+FLAG_KEYS = {
+    "benchmark": "benchmark",
+    "model": "model",
+    "methods": "methods",
+    "seeds": "seeds",
+    "device": "device",
+    "precision": "precision",
+    "out": "out",
+    "data_root": "data_root",
+    "num_workers": "num_workers",
+    "skip_bad_images": "skip_bad_images",
+}
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        overrides = deep_merge(overrides, parse_set_option(item))
+    for attr, key in FLAG_KEYS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    if args.no_report:
+        overrides["report"] = False
+    return overrides
+
+
+def resume_config_path(args: argparse.Namespace) -> Path | None:
+    if args.resume is None:
+        return args.config
+    saved = args.resume / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {args.resume}: no config.yaml there (not an lpft run)")
+    return args.config or saved
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = overrides_from_args(args)
+    if args.resume is not None:
+        overrides["out"] = str(args.resume)
+    every_method = {}
+    if args.epochs is not None:
+        every_method["epochs"] = args.epochs
+    if args.lrs is not None:
+        every_method["lrs"] = args.lrs
+    config = resolve_config(
+        yaml_path=resume_config_path(args),
+        quick=args.quick,
+        overrides=overrides,
+        every_method=every_method,
+    )
+    runner = Runner(config, quiet=args.quiet)
+    results = runner.run()
+    print_table(results, Console())
+    print(f"results: {runner.rundir.results_path}", file=sys.stderr)
+    return 0
+
+
+def print_table(results: dict[str, Any], console: Console) -> None:
+    cols = columns(results)
+    table_rows = rows(results)
+    best = best_per_column(table_rows, cols)
+    table = Table(
+        title=f"{results['benchmark']['name']} · {results['model']}", caption=caption(results)
+    )
+    table.add_column("method", style="bold")
+    table.add_column("setting")
+    for col in cols:
+        table.add_column(col.title, justify="right")
+    for row in table_rows:
+        cells = []
+        for col in cols:
+            text = format_stat(row.values[col.key])
+            cells.append(f"[bold green]{text}[/]" if best.get(col.key) == row.method else text)
+        notes = row.notes + (f", [red]{row.failed_cells} failed[/]" if row.failed_cells else "")
+        table.add_row(row.method, notes, *cells)
+    console.print(table)

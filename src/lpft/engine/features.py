@@ -1,0 +1,88 @@
+"""One forward pass over a split: logits, penultimate features and pooled block outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lpft.models.backbone import Backbone
+
+
+@dataclass
+class ForwardOutputs:
+    labels: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor | None = None
+    blocks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def pool_block_output(output: torch.Tensor) -> torch.Tensor:
+    """Average over spatial positions (N, C, H, W) or tokens (N, L, C) -> (N, C)."""
+    if output.dim() == 4:
+        return output.mean(dim=(2, 3))
+    if output.dim() == 3:
+        return output.mean(dim=1)
+    return output.flatten(1)
+
+
+@contextmanager
+def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
+    handles = []
+    for name, module in backbone.blocks().items():
+
+        def hook(_module: nn.Module, _inputs, output, name: str = name) -> None:
+            sink.setdefault(name, []).append(pool_block_output(output).float().cpu())
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def forward_split(
+    backbone: Backbone,
+    loader: DataLoader,
+    device: torch.device,
+    head: nn.Module | None = None,
+    with_blocks: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ForwardOutputs:
+    """Run ``backbone`` (and ``head``) in eval mode over ``loader``; results on the CPU."""
+    backbone.eval()
+    if head is not None:
+        head.eval()
+    features, logits, labels = [], [], []
+    blocks: dict[str, list[torch.Tensor]] = {}
+    with capture_blocks(backbone, blocks) if with_blocks else nullcontext():
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True)
+            with autocast(device, autocast_dtype):
+                batch_features = backbone(images)
+                if head is not None:
+                    logits.append(head(batch_features).float().cpu())
+            features.append(batch_features.float().cpu())
+            labels.append(torch.as_tensor(targets))
+            if on_batch is not None:
+                on_batch(len(targets))
+    return ForwardOutputs(
+        labels=torch.cat(labels),
+        features=torch.cat(features),
+        logits=torch.cat(logits) if logits else None,
+        blocks={name: torch.cat(parts) for name, parts in blocks.items()},
+    )
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision when ``dtype`` is given (e.g. bf16 on GPUs), a no-op otherwise."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,104 @@
+"""Data loading whose randomness depends only on (seed, epoch, position).
+
+Augmentation is seeded per sample and shuffling per epoch, so a run gives the same batches
+whatever the number of workers, and a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lpft.engine.runtime import derive_seed
+
+
+class TransformedDataset(Dataset):
+    """Applies ``transform`` to each image; when ``seed`` is set, with a per-sample RNG seed."""
+
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int | None = None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        if self.seed is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.epoch, index))
+            return self.transform(image), label
+
+
+class TensorImageDataset(Dataset):
+    """Images already transformed into one tensor, for small datasets with a deterministic
+    pipeline: the per-image PIL work is done once instead of every epoch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> TensorImageDataset:
+        items = [dataset[i] for i in range(len(dataset))]
+        return cls(
+            torch.stack([image for image, _ in items]),
+            torch.tensor([label for _, label in items], dtype=torch.long),
+        )
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch from (seed, epoch), optionally starting mid-epoch."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        self.epoch = epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", self.epoch))
+        order = torch.randperm(self.size, generator=generator)
+        return iter(order[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def train_loader(
+    dataset: Dataset, sampler: EpochSampler, batch_size: int, num_workers: int
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=len(dataset) > batch_size,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,137 @@
+"""Assemble ``results.json`` from the cell records (schema: docs/results-schema.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lpft import __version__
+from lpft.analysis.stats import CONFIDENCE, mean_ci
+from lpft.data import Benchmark
+from lpft.engine.rundir import CellRecord
+from lpft.methods.base import Candidate
+
+SCHEMA = "lpft-results-v1"
+DISTORTION_MEASURES = ("l2", "relative", "cka")
+
+
+def select(cells: list[CellRecord]) -> tuple[CellRecord, int] | None:
+    """The candidate with the highest ID val accuracy; first in grid order on ties."""
+    best: tuple[CellRecord, int] | None = None
+    best_val = -math.inf
+    for cell in cells:
+        if cell.status != "done":
+            continue
+        for index, candidate in enumerate(cell.candidates):
+            if candidate.id_val > best_val:
+                best, best_val = (cell, index), candidate.id_val
+    return best
+
+
+def candidate_entry(candidate: Candidate, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    info = {k: v for k, v in candidate.info.items() if k != "history"}
+    entry: dict[str, Any] = {"hparams": candidate.hparams, "id_val": candidate.id_val, **info}
+    if "history" in candidate.info:
+        entry["history"] = candidate.info["history"]
+    if metrics is not None:
+        entry.update(metrics)
+    return entry
+
+
+def cell_entry(cell: CellRecord) -> dict[str, Any]:
+    metrics = cell.metrics or [None] * len(cell.candidates)
+    return {
+        "hparams": cell.hparams,
+        "status": cell.status,
+        "error": cell.error,
+        "seconds": cell.seconds,
+        "candidates": [
+            candidate_entry(c, m) for c, m in zip(cell.candidates, metrics, strict=True)
+        ],
+    }
+
+
+def selected_entry(cells: list[CellRecord]) -> dict[str, Any] | None:
+    choice = select(cells)
+    if choice is None:
+        return None
+    cell, index = choice
+    metrics = cell.metrics[index] if cell.metrics else None
+    return candidate_entry(cell.candidates[index], metrics)
+
+
+def average_ood(metrics: dict[str, Any]) -> float:
+    values = list(metrics.get("ood", {}).values())
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(seeds: list[dict[str, Any]], ood_names: list[str]) -> dict[str, Any]:
+    chosen = [s["selected"] for s in seeds if s["selected"] and "id_test" in s["selected"]]
+    summary: dict[str, Any] = {
+        "id_val": mean_ci([c["id_val"] for c in chosen]),
+        "id_test": mean_ci([c["id_test"] for c in chosen]),
+        "ood": {name: mean_ci([c["ood"][name] for c in chosen]) for name in ood_names},
+        "ood_avg": mean_ci([average_ood(c) for c in chosen]),
+        "failed_cells": sum(1 for s in seeds for cell in s["cells"] if cell["status"] == "failed"),
+    }
+    with_distortion = [c["distortion"] for c in chosen if "distortion" in c]
+    if with_distortion:
+        summary["distortion"] = {
+            split: {
+                measure: mean_ci([d[split]["penultimate"][measure] for d in with_distortion])
+                for measure in DISTORTION_MEASURES
+            }
+            for split in with_distortion[0]
+        }
+    return summary
+
+
+def benchmark_entry(benchmark: Benchmark) -> dict[str, Any]:
+    return {
+        "name": benchmark.name,
+        "classes": benchmark.classes,
+        "augment": benchmark.augment,
+        "sizes": {
+            "id_train": len(benchmark.id_train),
+            "id_val": len(benchmark.id_val),
+            "id_test": len(benchmark.id_test),
+        },
+        "ood": {
+            name: {
+                "size": len(split.dataset),
+                "class_subset": list(split.class_subset) if split.class_subset else None,
+            }
+            for name, split in benchmark.ood.items()
+        },
+        "skipped_bad_images": len(benchmark.bad_images),
+        "bad_images": benchmark.bad_images,
+    }
+
+
+def assemble(
+    *,
+    config: dict[str, Any],
+    benchmark: Benchmark,
+    device: str,
+    methods: dict[str, dict[str, Any]],
+    complete: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    """``methods`` maps method key -> {"method", "hidden", "describe", "seeds": [...]}."""
+    ood_names = list(benchmark.ood)
+    for entry in methods.values():
+        entry["summary"] = summarise(entry["seeds"], ood_names)
+    return {
+        "schema": SCHEMA,
+        "lpft_version": __version__,
+        "status": "complete" if complete else "partial",
+        "benchmark": benchmark_entry(benchmark),
+        "model": config["model"],
+        "device": device,
+        "selection": "id_val",
+        "confidence": CONFIDENCE,
+        "seeds": config["seeds"],
+        "wall_seconds": seconds,
+        "config": config,
+        "methods": methods,
+    }

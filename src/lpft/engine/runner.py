@@ -1,0 +1,287 @@
+"""Run a configuration end to end: fit every cell, select on ID val, then evaluate.
+
+The two phases are kept apart on purpose. During *fit* only ID train and ID val are read
+(features, training, per-epoch validation) and every selection is made. Only then does
+*evaluate* touch ID test and the OOD sets, for every candidate, so the curves over
+hyperparameters are complete while no choice can have looked at them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lpft.analysis.distortion import distortion
+from lpft.analysis.tables import markdown_summary
+from lpft.config import RunConfig
+from lpft.data import BuildContext, create_benchmark, lpft_home
+from lpft.engine.context import RunContext
+from lpft.engine.evaluate import accuracy
+from lpft.engine.features import forward_split
+from lpft.engine.logreg import predict_logits
+from lpft.engine.results import assemble, cell_entry, select, selected_entry
+from lpft.engine.rundir import CellRecord, RunDirectory, default_out_dir
+from lpft.engine.runtime import configure_determinism, resolve_device
+from lpft.errors import LpftError, TrainingDivergedError
+from lpft.io import atomic_write_json, atomic_write_text, ensure_free_space, run_lock
+from lpft.methods import method_for
+from lpft.methods.lp import load_head
+from lpft.models import Classifier, create_backbone
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+@dataclass
+class PlannedMethod:
+    key: str
+    hidden: bool
+
+
+def plan_methods(config: RunConfig) -> list[PlannedMethod]:
+    """Requested methods in order, each preceded by any method it needs (hidden if unasked)."""
+    planned: list[PlannedMethod] = []
+    seen: set[str] = set()
+
+    def add(key: str, hidden: bool) -> None:
+        for requirement in method_for(key).requires:
+            if requirement not in seen:
+                add(requirement, requirement not in config.methods)
+        if key not in seen:
+            seen.add(key)
+            planned.append(PlannedMethod(key, hidden))
+
+    for key in config.methods:
+        add(key, False)
+    return planned
+
+
+class Runner:
+    def __init__(
+        self,
+        config: RunConfig,
+        console: Console | None = None,
+        quiet: bool = False,
+        on_phase: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.on_phase = on_phase or (lambda _phase: None)
+        self.out = Path(config.out) if config.out else default_out_dir(config)
+        self.rundir = RunDirectory(self.out)
+        self.plan = plan_methods(config)
+        self.cells: dict[str, list[CellRecord]] = {}
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        fresh_directory = not self.out.exists()
+        with run_lock(self.out):
+            try:
+                self.rundir.check_config(self.config)
+                device, benchmark, backbone = self._build_inputs()
+                self._load_cells()
+                self._check_disk(backbone)
+            except LpftError:
+                if fresh_directory:
+                    shutil.rmtree(self.out, ignore_errors=True)
+                raise
+            self.rundir.write_config(self.config)
+            with self._progress() as progress:
+                ctx = RunContext(
+                    config=self.config,
+                    benchmark=benchmark,
+                    pretrained=backbone.to(device),
+                    device=device,
+                    progress=progress,
+                    autocast_dtype=PRECISIONS[self.config.precision],
+                    selected=self._selected,
+                )
+                self.on_phase("fit")
+                self._fit_all(ctx, started)
+                self.on_phase("evaluate")
+                self._evaluate_all(ctx)
+            results = self._write_results(ctx, complete=True, started=started)
+        return results
+
+    def _build_inputs(self):
+        """Everything that can be wrong with the user's input fails here, before any training."""
+        configure_determinism(self.config.deterministic)
+        device = resolve_device(self.config.device)
+        benchmark = create_benchmark(
+            self.config.benchmark,
+            self.config.benchmark_options,
+            BuildContext(self.config.data_root, lpft_home(), self.config.skip_bad_images),
+        )
+        return device, benchmark, create_backbone(self.config.model)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=self.quiet,
+        )
+
+    def _seeds_for(self, key: str) -> list[int | None]:
+        return list(range(self.config.seeds)) if method_for(key).seed_dependent else [None]
+
+    def _load_cells(self) -> None:
+        for planned in self.plan:
+            method = method_for(planned.key)
+            options = self.config.method_options(planned.key)
+            self.cells[planned.key] = [
+                self.rundir.cell(planned.key, seed, hparams)
+                for seed in self._seeds_for(planned.key)
+                for hparams in method.cells(options)
+            ]
+
+    def _check_disk(self, backbone: torch.nn.Module) -> None:
+        """Checkpoints: resume state (~3x weights) for one cell plus the best weights of each."""
+        weights = sum(t.numel() * t.element_size() for t in backbone.state_dict().values())
+        pending = sum(1 for cells in self.cells.values() for cell in cells if not cell.fitted)
+        ensure_free_space(self.out, weights * (3 + pending), "checkpoints")
+
+    def _cells_of(self, key: str, seed: int | None) -> list[CellRecord]:
+        if not method_for(key).seed_dependent:
+            seed = None
+        return [c for c in self.cells[key] if c.seed == seed]
+
+    def _selected(self, key: str, seed: int):
+        choice = select(self._cells_of(key, seed))
+        if choice is None:
+            raise TrainingDivergedError(f"no successful '{key}' cell for seed {seed} to start from")
+        cell, index = choice
+        return cell.candidates[index], cell.directory
+
+    def _fit_all(self, ctx: RunContext, started: float) -> None:
+        for planned in self.plan:
+            method = method_for(planned.key)
+            options = self.config.method_options(planned.key)
+            for cell in self.cells[planned.key]:
+                if cell.fitted:
+                    continue
+                ctx.current_label = (
+                    f"{planned.key} seed {cell.seed if cell.seed is not None else '-'}"
+                )
+                self._fit_cell(ctx, method, options, cell)
+                self._write_results(ctx, complete=False, started=started)
+
+    def _fit_cell(self, ctx: RunContext, method, options, cell: CellRecord) -> None:
+        cell.directory.mkdir(parents=True, exist_ok=True)
+        seed = cell.seed if cell.seed is not None else 0
+        begun = time.perf_counter()
+        try:
+            cell.candidates = method.fit(ctx, options, cell.hparams, seed, cell.directory)
+            cell.status = "done"
+        except TrainingDivergedError as exc:
+            cell.status, cell.error, cell.candidates = "failed", str(exc), []
+            self.console.print(f"[yellow]cell {cell.method} {cell.directory.name} failed: {exc}")
+            shutil.rmtree(cell.directory, ignore_errors=True)
+            cell.directory.mkdir(parents=True, exist_ok=True)
+        cell.seconds = time.perf_counter() - begun
+        self.rundir.save_fit(cell)
+
+    def _evaluate_all(self, ctx: RunContext) -> None:
+        for planned in self.plan:
+            for cell in self.cells[planned.key]:
+                if cell.status != "done" or cell.metrics is not None:
+                    continue
+                cell.metrics = [self._evaluate(ctx, cell, c) for c in cell.candidates]
+                self.rundir.save_metrics(cell)
+                if not self.config.keep_checkpoints:
+                    for candidate in cell.candidates:
+                        if candidate.kind == "model":
+                            (cell.directory / candidate.artifact).unlink(missing_ok=True)
+
+    def _evaluate(self, ctx: RunContext, cell: CellRecord, candidate) -> dict[str, Any]:
+        splits = ctx.benchmark.eval_splits()
+        if candidate.kind == "head":
+            weight, bias = load_head(cell.directory, candidate.index)
+            metrics: dict[str, Any] = {"ood": {}}
+            for name, split in splits.items():
+                pre = ctx.features.get(name)
+                logits = predict_logits(pre.features, weight, bias)
+                self._store_accuracy(
+                    metrics, name, accuracy(logits, pre.labels, split.class_subset)
+                )
+            return metrics
+        model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
+        state = torch.load(
+            cell.directory / candidate.artifact, map_location="cpu", weights_only=True
+        )
+        model.load_state_dict(state["model"])
+        model.to(ctx.device)
+        metrics = {"ood": {}, "distortion": {}}
+        for name, split in splits.items():
+            pre = ctx.features.get(name, with_blocks=True)
+            post = forward_split(
+                model.backbone,
+                ctx.eval_loader(name),
+                ctx.device,
+                head=model.head,
+                with_blocks=True,
+                autocast_dtype=ctx.autocast_dtype,
+            )
+            self._store_accuracy(
+                metrics, name, accuracy(post.logits, post.labels, split.class_subset)
+            )
+            metrics["distortion"][name] = distortion(pre, post)
+        return metrics
+
+    @staticmethod
+    def _store_accuracy(metrics: dict[str, Any], split: str, value: float) -> None:
+        if split == "id_test":
+            metrics["id_test"] = value
+        else:
+            metrics["ood"][split] = value
+
+    def _write_results(self, ctx: RunContext, complete: bool, started: float) -> dict[str, Any]:
+        methods = {}
+        for planned in self.plan:
+            method = method_for(planned.key)
+            options = self.config.method_options(planned.key)
+            seeds = []
+            for seed in range(self.config.seeds):
+                cells = self._cells_of(planned.key, seed)
+                seeds.append(
+                    {
+                        "seed": seed,
+                        "selected": selected_entry(cells),
+                        "cells": [cell_entry(c) for c in cells if c.fitted],
+                    }
+                )
+            methods[planned.key] = {
+                "method": method.name,
+                "hidden": planned.hidden,
+                "seed_dependent": method.seed_dependent,
+                "describe": method.describe(options),
+                "seeds": seeds,
+            }
+        results = assemble(
+            config=self.config.to_plain(),
+            benchmark=ctx.benchmark,
+            device=str(ctx.device),
+            methods=methods,
+            complete=complete,
+            seconds=time.perf_counter() - started,
+        )
+        atomic_write_json(self.rundir.results_path, results)
+        if complete:
+            atomic_write_text(self.rundir.summary_path, markdown_summary(results))
+        return results
+
+
+def run(config: RunConfig, **kwargs: Any) -> dict[str, Any]:
+    """Run ``config`` and return the results dict (also written to the run directory)."""
+    return Runner(config, **kwargs).run()

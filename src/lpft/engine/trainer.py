@@ -1,0 +1,258 @@
+"""The fine-tuning loop for one (method, seed, learning rate) cell, resumable at any epoch.
+
+Each epoch: train with the chosen optimiser and a per-step cosine schedule, evaluate on ID
+validation, keep the best epoch's weights (``best.pt``), then save everything resume needs
+(``last.pt``: model, optimiser, scheduler, RNG states, position, history) atomically. Shuffling
+and augmentation are seeded from (seed, epoch, position), so a resumed cell retraces the exact
+same batches and, on CPU, ends bitwise identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lpft.config import FineTuneOptions
+from lpft.engine.evaluate import accuracy
+from lpft.engine.features import autocast, forward_split
+from lpft.engine.loaders import EpochSampler, TransformedDataset, train_loader
+from lpft.engine.runtime import derive_seed, rng_state, set_rng_state
+from lpft.errors import TrainingDivergedError
+from lpft.io import atomic_torch_save
+from lpft.models.backbone import Classifier, set_batchnorm_mode
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    id_val: float
+    lr: float
+
+
+@dataclass
+class FitOutcome:
+    best_epoch: int
+    best_val: float
+    history: list[EpochRecord]
+    seconds: float
+    best_path: Path
+
+
+@dataclass
+class _Position:
+    """Where training stands; saved in ``last.pt``."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    best_val: float = -math.inf
+    best_epoch: int = 0
+    seconds: float = 0.0
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def build_optimizer(model: torch.nn.Module, options: FineTuneOptions, lr: float):
+    if options.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=options.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=options.momentum, weight_decay=options.weight_decay
+    )
+
+
+class FineTuner:
+    """Trains ``model`` on ``train_data`` for one learning rate, selecting the best epoch."""
+
+    def __init__(
+        self,
+        model: Classifier,
+        options: FineTuneOptions,
+        lr: float,
+        train_data: Dataset,
+        val_loader: DataLoader,
+        device: torch.device,
+        cell_dir: Path,
+        seed: int,
+        num_workers: int = 0,
+        autocast_dtype: torch.dtype | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.options = options
+        self.lr = lr
+        self.train_data = train_data
+        self.val_loader = val_loader
+        self.device = device
+        self.cell_dir = Path(cell_dir)
+        self.seed = seed
+        self.autocast_dtype = autocast_dtype
+        self.on_step = on_step
+        self.sampler = EpochSampler(len(train_data), seed)
+        self.loader = train_loader(train_data, self.sampler, options.batch_size, num_workers)
+        self.steps_per_epoch = len(self.loader)
+        total = self.steps_per_epoch * options.epochs
+        warmup = round(options.warmup_epochs * self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, options, lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, cosine_with_warmup(total, warmup)
+        )
+        self.position = _Position()
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.options.epochs
+
+    def fit(self) -> FitOutcome:
+        self._resume_if_possible()
+        while self.position.epoch < self.options.epochs:
+            started = time.perf_counter()
+            self._train_epoch()
+            self._finish_epoch(time.perf_counter() - started)
+        (self.cell_dir / LAST).unlink(missing_ok=True)
+        return FitOutcome(
+            best_epoch=self.position.best_epoch,
+            best_val=self.position.best_val,
+            history=self.position.history,
+            seconds=self.position.seconds,
+            best_path=self.cell_dir / BEST,
+        )
+
+    def _train_epoch(self) -> None:
+        pos = self.position
+        if pos.step_in_epoch == 0:
+            torch.manual_seed(derive_seed(self.seed, "epoch", pos.epoch))
+        if isinstance(self.train_data, TransformedDataset):
+            self.train_data.epoch = pos.epoch
+        self.sampler.set_position(pos.epoch, pos.step_in_epoch * self.options.batch_size)
+        self.model.train()
+        set_batchnorm_mode(self.model, self.options.batchnorm)
+        every = self.options.checkpoint_every_steps
+        started = time.perf_counter()
+        for images, labels in self.loader:
+            self._train_step(images, labels)
+            pos.step_in_epoch += 1
+            if self.on_step is not None:
+                self.on_step(pos.epoch * self.steps_per_epoch + pos.step_in_epoch, self.total_steps)
+            if (
+                every
+                and pos.step_in_epoch % every == 0
+                and pos.step_in_epoch < self.steps_per_epoch
+            ):
+                pos.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                self._save_last()
+        pos.seconds += time.perf_counter() - started
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, self.autocast_dtype):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"non-finite loss ({loss.item()}) at epoch {self.position.epoch + 1}, "
+                f"step {self.position.step_in_epoch + 1} with lr={self.lr:g}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        pos = self.position
+        pos.loss_sum += float(loss.detach()) * len(labels)
+        pos.correct += int((logits.detach().argmax(dim=1) == labels).sum())
+        pos.seen += len(labels)
+
+    def _finish_epoch(self, seconds: float) -> None:
+        pos = self.position
+        started = time.perf_counter()
+        outputs = forward_split(
+            self.model.backbone,
+            self.val_loader,
+            self.device,
+            self.model.head,
+            autocast_dtype=self.autocast_dtype,
+        )
+        val_acc = accuracy(outputs.logits, outputs.labels)
+        record = EpochRecord(
+            epoch=pos.epoch + 1,
+            train_loss=pos.loss_sum / max(pos.seen, 1),
+            train_acc=pos.correct / max(pos.seen, 1),
+            id_val=val_acc,
+            lr=self.lr,
+        )
+        pos.history.append(record)
+        if val_acc > pos.best_val:
+            pos.best_val, pos.best_epoch = val_acc, record.epoch
+            atomic_torch_save(
+                self.cell_dir / BEST,
+                {"model": _cpu_state(self.model), "epoch": record.epoch, "id_val": val_acc},
+            )
+        pos.epoch += 1
+        pos.step_in_epoch = 0
+        pos.loss_sum, pos.correct, pos.seen = 0.0, 0, 0
+        pos.seconds += time.perf_counter() - started
+        self._save_last()
+
+    def _save_last(self) -> None:
+        pos = self.position
+        atomic_torch_save(
+            self.cell_dir / LAST,
+            {
+                "model": _cpu_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "position": {
+                    "epoch": pos.epoch,
+                    "step_in_epoch": pos.step_in_epoch,
+                    "loss_sum": pos.loss_sum,
+                    "correct": pos.correct,
+                    "seen": pos.seen,
+                    "best_val": pos.best_val,
+                    "best_epoch": pos.best_epoch,
+                    "seconds": pos.seconds,
+                    "history": [vars(r) for r in pos.history],
+                },
+            },
+        )
+
+    def _resume_if_possible(self) -> None:
+        path = self.cell_dir / LAST
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        saved = dict(state["position"])
+        saved["history"] = [EpochRecord(**r) for r in saved["history"]]
+        self.position = _Position(**saved)
+        set_rng_state(state["rng"])
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

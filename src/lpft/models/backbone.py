@@ -1,0 +1,51 @@
+"""The backbone interface: a pretrained feature extractor plus what its inputs must look like."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images must be prepared for a backbone (after any augmentation)."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class Backbone(nn.Module):
+    """A network without its classification head.
+
+    ``forward(x)`` returns penultimate features of shape (N, feature_dim). ``blocks()`` names the
+    stages whose outputs the distortion analysis compares, in input-to-output order.
+    """
+
+    feature_dim: int
+    input_spec: InputSpec
+
+    def blocks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+
+class Classifier(nn.Module):
+    """Backbone followed by a linear head: what fine-tuning trains."""
+
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def set_batchnorm_mode(model: nn.Module, mode: str) -> None:
+    """Put every BatchNorm layer in train or eval mode (the rest of the model is untouched)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train(mode == "train")

@@ -1,0 +1,86 @@
+"""Reading and writing backbone checkpoints (``file:`` specs and the shipped weights)."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lpft.errors import CheckpointError
+from lpft.io import atomic_torch_save
+
+CHECKPOINT_FORMAT = "lpft-backbone-v1"
+SHOWN_KEYS = 5
+
+
+def save_backbone_checkpoint(
+    path: Path, arch: str, arch_kwargs: dict[str, Any], backbone: nn.Module
+) -> str:
+    """Write an lpft backbone checkpoint atomically; returns its sha256."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
+    }
+    atomic_torch_save(Path(path), payload)
+    return sha256_of(Path(path))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load an lpft checkpoint with ``weights_only=True``; every failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not an lpft backbone checkpoint "
+            f"(expected a dict with format '{CHECKPOINT_FORMAT}', arch, arch_kwargs, state_dict)"
+        )
+    return payload
+
+
+def load_state_dict_strictly(module: nn.Module, state_dict: dict[str, Any], source: str) -> None:
+    """Load weights, failing with the first missing/unexpected/mis-shaped keys named."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_first(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch {_first(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
+    module.load_state_dict(state_dict)
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+    return f"[{shown}]{more}"

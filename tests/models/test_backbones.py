@@ -1,0 +1,81 @@
+"""Backbone specs, checkpoints and the cards of the shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lpft.errors import CheckpointError, ConfigError, LpftError
+from lpft.models import create_backbone, save_backbone_checkpoint, shipped_checkpoint_path
+from lpft.models.checkpoint import sha256_of
+from lpft.models.glyph_resnet import GlyphResNet
+
+SHIPPED = ("glyph-resnet", "glyph-resnet-letters")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_matches_its_checkpoint(name: str) -> None:
+    path = shipped_checkpoint_path(name)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256_of(path)
+    backbone = create_backbone(f"builtin:{name}")
+    assert sum(p.numel() for p in backbone.parameters()) == card["parameters"]
+    assert backbone.feature_dim == card["feature_dim"]
+    assert path.stat().st_size < 5 * 2**20
+
+
+def test_file_spec_round_trips_weights(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    original = GlyphResNet(widths=(8, 16, 16), blocks_per_stage=1)
+    path = tmp_path / "net.pt"
+    kwargs = {"widths": [8, 16, 16], "blocks_per_stage": 1, "input_size": 8}
+    save_backbone_checkpoint(path, "glyph-resnet", kwargs, original)
+    loaded = create_backbone(f"file:{path}")
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_checkpoint_with_wrong_keys_lists_them(tmp_path: Path) -> None:
+    net = GlyphResNet(widths=(8, 16, 16), blocks_per_stage=1)
+    path = tmp_path / "net.pt"
+    save_backbone_checkpoint(path, "glyph-resnet", {"widths": [8, 16, 32]}, net)
+    with pytest.raises(CheckpointError, match=r"does not fit the model: .*missing keys \[.*\]"):
+        create_backbone(f"file:{path}")
+
+
+def test_checkpoint_with_wrong_shapes_lists_them(tmp_path: Path) -> None:
+    net = GlyphResNet(widths=(8, 16, 16), blocks_per_stage=1)
+    path = tmp_path / "net.pt"
+    kwargs = {"widths": [8, 16, 32], "blocks_per_stage": 1}
+    save_backbone_checkpoint(path, "glyph-resnet", kwargs, net)
+    with pytest.raises(CheckpointError, match=r"shape mismatch \[stages"):
+        create_backbone(f"file:{path}")
+
+
+def test_foreign_or_corrupt_checkpoint_files_are_named(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match=r"plain\.pt is not an lpft backbone checkpoint"):
+        create_backbone(f"file:{plain}")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pt cannot be read"):
+        create_backbone(f"file:{junk}")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        create_backbone(f"file:{tmp_path / 'missing.pt'}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        ("glyph-resnet", LpftError, "must look like SOURCE:NAME"),
+        ("hub:glyph-resnet", ConfigError, "unknown backbone source 'hub'"),
+        ("builtin:glyph-resnett", ConfigError, "did you mean glyph-resnet"),
+    ],
+)
+def test_bad_specs_are_explained(spec: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        create_backbone(spec)

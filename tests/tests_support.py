@@ -1,0 +1,31 @@
+"""Helpers shared by test modules (kept out of conftest so they can be imported by name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def selected_metrics(results: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per method, each seed's selected hyperparameters and accuracies (no timings)."""
+    return {
+        key: [
+            (
+                s["selected"]["hparams"],
+                s["selected"]["id_val"],
+                s["selected"]["id_test"],
+                s["selected"]["ood"],
+            )
+            for s in entry["seeds"]
+        ]
+        for key, entry in results["methods"].items()
+    }
+
+
+class OodGuard:
+    """Raises when an OOD image is read while ``allowed`` is False."""
+
+    allowed = True
+
+    def __call__(self, index: int) -> None:
+        if not OodGuard.allowed:
+            raise AssertionError(f"OOD example {index} read before the evaluation phase")
