@@ -21,6 +21,21 @@ def selected_metrics(results: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
+def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """Every candidate's numbers (accuracies, distortion, per-epoch history), without timings."""
+    timing = {"seconds", "train_seconds"}
+    return {
+        key: [
+            [
+                [{k: v for k, v in cand.items() if k not in timing} for cand in cell["candidates"]]
+                for cell in seed["cells"]
+            ]
+            for seed in entry["seeds"]
+        ]
+        for key, entry in results["methods"].items()
+    }
+
+
 class OodGuard:
     """Raises when an OOD image is read while ``allowed`` is False."""
 

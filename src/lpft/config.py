@@ -86,6 +86,14 @@ class RunConfig(StrictModel):
     keep_checkpoints: bool = False
     report: bool = True
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, spec: str) -> str:
+        from lpft.models import parse_model_spec
+
+        parse_model_spec(spec)
+        return spec
+
     @field_validator("methods", mode="before")
     @classmethod
     def _methods_as_mapping(cls, value: Any) -> Any:
@@ -104,10 +112,15 @@ class RunConfig(StrictModel):
             raise ValueError("at least one method is required")
         validated = {}
         for name, options in value.items():
-            method = method_for(name)
+            model = method_for(name).options_model
             if isinstance(options, BaseModel):
                 options = options.model_dump()
-            validated[name] = method.options_model.model_validate(options or {})
+            try:
+                validated[name] = model.model_validate(options or {})
+            except ValidationError as exc:
+                raise ConfigError(
+                    format_validation_error(exc, model, "config", prefix=("methods", name))
+                ) from None
         return validated
 
     def method_options(self, name: str) -> BaseModel:
@@ -132,10 +145,12 @@ def _error_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "config"
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], source: str, prefix: tuple[str, ...] = ()
+) -> str:
     """One line for the first error: the dotted key, what is wrong, and what is allowed."""
     err = exc.errors()[0]
-    where = _error_location(err["loc"])
+    where = _error_location((*prefix, *err["loc"]))
     if err["type"] == "extra_forbidden":
         parent = _model_at(model, err["loc"][:-1])
         allowed = list(parent.model_fields) if parent is not None else []
@@ -148,21 +163,13 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The nested options model at a validation error's location (for its allowed keys)."""
     current: type[BaseModel] | None = model
-    for index, part in enumerate(loc):
-        if current is None:
-            return None
-        if current is RunConfig and part == "methods" and index + 1 < len(loc):
-            from lpft.methods import method_for
-
-            return _model_at(method_for(str(loc[index + 1])).options_model, loc[index + 2 :])
-        field = current.model_fields.get(str(part))
+    for part in loc:
+        field = current.model_fields.get(str(part)) if current is not None else None
         annotation = getattr(field, "annotation", None)
-        current = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        current = annotation if is_model else None
     return current
 
 

@@ -158,7 +158,7 @@ def synthetic_results(
     methods: dict[str, Any] = {
         "lp": _method(
             "lp",
-            {"batchnorm": "frozen (eval)", "grid": f"C: {len(LP_CS)} values"},
+            {"batchnorm": "frozen", "grid": f"C: {len(LP_CS)} values"},
             [{"seed": s, "selected": _select(lp_cells), "cells": lp_cells} for s in range(seeds)],
             names,
         )

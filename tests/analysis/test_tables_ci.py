@@ -99,7 +99,7 @@ def test_notes_name_batchnorm_mode_and_failed_cells(synthetic) -> None:
     results = synthetic(failed_lr=1e-1)
     table = tables.multi_run_table([("a", results)])
     notes = {row.method: tables.multi_run_notes(row) for row in table.rows}
-    assert notes["lp"] == "BN frozen (eval), deterministic"
+    assert notes["lp"] == "BN frozen"
     assert notes["ft"] == "BN train, 1 failed cell(s)"
     assert notes["lpft"] == "BN eval"
 

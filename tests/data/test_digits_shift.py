@@ -8,7 +8,8 @@ import numpy as np
 
 from lpft.data.digits_shift import DigitsShiftOptions, handwritten_splits, printed_digits
 from lpft.data.glyphs import render_set
-from lpft.pretrain import RECIPES, pretraining_arrays
+from lpft.pretrain import RECIPES
+from lpft.pretrain.train import pretraining_arrays
 
 SMALL = {"train_per_class": 3, "val_per_class": 2, "test_per_class": 2, "heldout_per_class": 2}
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OodGuard
 from lpft.config import resolve_config
 from lpft.engine.runner import Runner
 from lpft.errors import ConfigError, RunLockedError
 from lpft.io import run_lock
-from tests_support import selected_metrics
+from tests_support import OodGuard, selected_metrics
 
 
 def run(overrides: dict, **kwargs) -> dict:

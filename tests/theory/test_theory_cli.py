@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lpft.cli import main as cli_main
 from lpft.cli.main import main
 
 SMALL_ARGS = ["--d", "16", "--k", "2", "--n", "6", "--eps", "0.05", "--t-max", "30"]
-
-
-@pytest.fixture(autouse=True)
-def _theory_subcommand_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_main, "SUBCOMMANDS", ("theory",))
 
 
 def test_theory_writes_plots_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpft import RESULTS_SCHEMA as SCHEMA
 from lpft.analysis import figures, tables
 from lpft.errors import LpftError
 from lpft.io import atomic_write_bytes, atomic_write_text, read_json
 
 RESULTS_FILE = "results.json"
-SCHEMA = "lpft-results-v1"
 REQUIRED_FIELDS = (
     "status",
     "benchmark.name",

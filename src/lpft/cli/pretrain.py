@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lpft.errors import ConfigError
-from lpft.pretrain import RECIPES, pretrain
+from lpft.pretrain.recipes import RECIPES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lpft.pretrain.train import pretrain
+
     recipe = RECIPES.get(args.recipe)
     changes = {
         key: value

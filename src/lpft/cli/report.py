@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lpft.analysis.report import FIGURE_DIR, write_report
 from lpft.errors import LpftError
 
 
@@ -37,6 +36,8 @@ def output_directory(run_dirs: list[Path], out: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lpft.analysis.report import FIGURE_DIR, write_report
+
     out = output_directory(args.run_dirs, args.out)
     written = write_report(args.run_dirs, out)
     figures = [path for path in written if path.suffix == ".png"]

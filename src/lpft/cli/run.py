@@ -12,7 +12,6 @@ from rich.table import Table
 
 from lpft.analysis.tables import best_per_column, caption, columns, format_stat, rows
 from lpft.config import deep_merge, parse_set_option, resolve_config
-from lpft.engine.runner import Runner
 from lpft.errors import ConfigError
 
 
@@ -64,6 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+TABLE_WIDTH = 110
+
 FLAG_KEYS = {
     "benchmark": "benchmark",
     "model": "model",
@@ -101,6 +102,8 @@ def resume_config_path(args: argparse.Namespace) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lpft.engine.runner import Runner
+
     overrides = overrides_from_args(args)
     if args.resume is not None:
         overrides["out"] = str(args.resume)
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     )
     runner = Runner(config, quiet=args.quiet)
     results = runner.run()
-    print_table(results, Console())
+    print_table(results, Console(width=max(TABLE_WIDTH, Console().width)))
     print(f"results: {runner.rundir.results_path}", file=sys.stderr)
     return 0
 

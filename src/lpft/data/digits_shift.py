@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, register_benchmark
 from lpft.data.cache import cached_arrays
-from lpft.data.glyphs import DIGITS, faces_of, render_set
+from lpft.data.glyphs import DIGITS, STYLES, faces_of, render_set
 
 ID_FAMILIES = ("dejavu-sans", "dejavu-sans-mono", "stix")
 HELDOUT_FAMILIES = ("dejavu-serif", "computer-modern")
@@ -86,6 +86,7 @@ class DigitsShiftOptions(BaseModel):
     val_per_class: int = Field(50, ge=1, le=5000)
     test_per_class: int = Field(100, ge=1, le=5000)
     heldout_per_class: int = Field(60, ge=1, le=5000)
+    style: Literal["standard", "medium", "hard"] = "hard"
     seed: int = Field(0, ge=0)
     ood_split: Literal["test", "val"] = "test"
 
@@ -102,7 +103,9 @@ def generate_printed_digits(options: DigitsShiftOptions) -> dict[str, np.ndarray
     }
     arrays = {}
     for split, (faces, per_class) in plan.items():
-        images, labels = render_set(DIGITS, faces, per_class, seed=(options.seed, STREAMS[split]))
+        images, labels = render_set(
+            DIGITS, faces, per_class, (options.seed, STREAMS[split]), STYLES[options.style]
+        )
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels
     return arrays
@@ -129,6 +132,7 @@ def _dataset(split: ArraySplit) -> GlyphDataset:
         "methods": {
             "lp": {},
             "ft": {"lrs": [3e-3, 1e-2, 3e-2], "epochs": 10, "batch_size": 32},
+            "ft@bn-eval": {"batchnorm": "eval"},
             "lpft": {"lrs": [3e-4, 1e-3, 3e-3], "epochs": 10, "batch_size": 32},
         }
     },

@@ -72,6 +72,31 @@ class Jitter:
     flip_prob: float = 0.02
 
 
+STYLES: dict[str, Jitter] = {
+    "standard": Jitter(),
+    "medium": Jitter(
+        rotation_deg=16.0,
+        shear=0.38,
+        aspect=(0.7, 1.3),
+        fill=(0.65, 1.0),
+        shift_px=3,
+        stroke_px=(0, 5),
+        blur_px=(0.0, 1.6),
+        flip_prob=0.04,
+    ),
+    "hard": Jitter(
+        rotation_deg=20.0,
+        shear=0.45,
+        aspect=(0.65, 1.35),
+        fill=(0.6, 1.0),
+        shift_px=4,
+        stroke_px=(0, 5),
+        blur_px=(0.0, 2.0),
+        flip_prob=0.08,
+    ),
+}
+
+
 def font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 

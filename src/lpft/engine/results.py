@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lpft import __version__
+from lpft import RESULTS_SCHEMA, __version__
 from lpft.analysis.stats import CONFIDENCE, mean_ci
 from lpft.data import Benchmark
 from lpft.engine.rundir import CellRecord
 from lpft.methods.base import Candidate
 
-SCHEMA = "lpft-results-v1"
 DISTORTION_MEASURES = ("l2", "relative", "cka")
 
 
@@ -65,14 +64,20 @@ def average_ood(metrics: dict[str, Any]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def summarise(seeds: list[dict[str, Any]], ood_names: list[str]) -> dict[str, Any]:
+def summarise(
+    seeds: list[dict[str, Any]], ood_names: list[str], seed_dependent: bool = True
+) -> dict[str, Any]:
+    """Mean and CI over seeds of the selected candidates (a shared cell counts once)."""
+    distinct = seeds if seed_dependent else seeds[:1]
     chosen = [s["selected"] for s in seeds if s["selected"] and "id_test" in s["selected"]]
     summary: dict[str, Any] = {
         "id_val": mean_ci([c["id_val"] for c in chosen]),
         "id_test": mean_ci([c["id_test"] for c in chosen]),
         "ood": {name: mean_ci([c["ood"][name] for c in chosen]) for name in ood_names},
         "ood_avg": mean_ci([average_ood(c) for c in chosen]),
-        "failed_cells": sum(1 for s in seeds for cell in s["cells"] if cell["status"] == "failed"),
+        "failed_cells": sum(
+            1 for s in distinct for cell in s["cells"] if cell["status"] == "failed"
+        ),
     }
     with_distortion = [c["distortion"] for c in chosen if "distortion" in c]
     if with_distortion:
@@ -116,13 +121,14 @@ def assemble(
     methods: dict[str, dict[str, Any]],
     complete: bool,
     seconds: float,
+    compute_seconds: float,
 ) -> dict[str, Any]:
     """``methods`` maps method key -> {"method", "hidden", "describe", "seeds": [...]}."""
     ood_names = list(benchmark.ood)
     for entry in methods.values():
-        entry["summary"] = summarise(entry["seeds"], ood_names)
+        entry["summary"] = summarise(entry["seeds"], ood_names, entry["seed_dependent"])
     return {
-        "schema": SCHEMA,
+        "schema": RESULTS_SCHEMA,
         "lpft_version": __version__,
         "status": "complete" if complete else "partial",
         "benchmark": benchmark_entry(benchmark),
@@ -132,6 +138,7 @@ def assemble(
         "confidence": CONFIDENCE,
         "seeds": config["seeds"],
         "wall_seconds": seconds,
+        "compute_seconds": compute_seconds,
         "config": config,
         "methods": methods,
     }

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lpft.analysis.distortion import distortion
+from lpft.analysis.report import write_report
 from lpft.analysis.tables import markdown_summary
 from lpft.config import RunConfig
 from lpft.data import BuildContext, create_benchmark, lpft_home
@@ -109,6 +110,8 @@ class Runner:
                 self.on_phase("evaluate")
                 self._evaluate_all(ctx)
             results = self._write_results(ctx, complete=True, started=started)
+            if self.config.report:
+                write_report([self.out], self.out)
         return results
 
     def _build_inputs(self):
@@ -275,6 +278,7 @@ class Runner:
             methods=methods,
             complete=complete,
             seconds=time.perf_counter() - started,
+            compute_seconds=sum(c.seconds for cells in self.cells.values() for c in cells),
         )
         atomic_write_json(self.rundir.results_path, results)
         if complete:

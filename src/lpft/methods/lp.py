@@ -78,7 +78,7 @@ class LinearProbe(Method):
         return candidates
 
     def describe(self, options: LinearProbeOptions) -> dict[str, str]:
-        return {"batchnorm": "frozen (eval)", "grid": f"C: {len(options.C)} values"}
+        return {"batchnorm": "frozen", "grid": f"C: {len(options.C)} values"}
 
 
 def load_head(cell_dir: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:

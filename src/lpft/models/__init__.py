@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lpft.errors import CheckpointError, LpftError
+from lpft.errors import CheckpointError, ConfigError
 from lpft.models.backbone import Backbone, Classifier, InputSpec, set_batchnorm_mode
 from lpft.models.checkpoint import (
     load_state_dict_strictly,
@@ -33,6 +33,7 @@ __all__ = [
     "InputSpec",
     "create_backbone",
     "load_backbone_file",
+    "parse_model_spec",
     "save_backbone_checkpoint",
     "set_batchnorm_mode",
     "shipped_checkpoint_path",
@@ -98,12 +99,21 @@ def _file(path: str) -> Backbone:
     return load_backbone_file(Path(path).expanduser())
 
 
-def create_backbone(spec: str) -> Backbone:
-    """Build a pretrained backbone from ``source:name``, e.g. ``builtin:glyph-resnet``."""
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """Split ``source:name`` and check that both are known (names only for ``builtin``)."""
     source, sep, name = spec.partition(":")
     if not sep or not name:
-        raise LpftError(
+        raise ConfigError(
             f"model spec '{spec}' must look like SOURCE:NAME "
             f"(sources: {', '.join(BACKBONE_SOURCES.names())})"
         )
+    BACKBONE_SOURCES.get(source)
+    if source == "builtin":
+        BUILTIN_BACKBONES.get(name)
+    return source, name
+
+
+def create_backbone(spec: str) -> Backbone:
+    """Build a pretrained backbone from ``source:name``, e.g. ``builtin:glyph-resnet``."""
+    source, name = parse_model_spec(spec)
     return BACKBONE_SOURCES.get(source)(name)

@@ -1,6 +1,5 @@
-"""Pretraining recipes for the backbones that ship with lpft."""
+"""Pretraining recipes for the backbones that ship with lpft (``lpft.pretrain.train`` runs them)."""
 
 from lpft.pretrain.recipes import RECIPES, Recipe
-from lpft.pretrain.train import pretrain, pretraining_arrays, train_backbone
 
-__all__ = ["RECIPES", "Recipe", "pretrain", "pretraining_arrays", "train_backbone"]
+__all__ = ["RECIPES", "Recipe"]

@@ -1,7 +1,9 @@
 """Pretraining recipes for the shipped glyph backbones.
 
 The paper's precondition for LP-FT's OOD advantage is that pretraining covered the OOD domain
-(MoCo saw ImageNet, CLIP saw web images like DomainNet's). The two recipes differ exactly there:
+(MoCo saw ImageNet, CLIP saw web images like DomainNet's). Both recipes see printed letters (never
+digits) from every font and in every rendering style of the benchmark, so the ID domain's look is
+covered as ImageNet covers BREEDS' source classes; they differ exactly in the OOD domain:
 
 - ``glyph-resnet``: letters from every font plus a labelled pool of handwritten digits that is
   disjoint from the benchmark's handwritten OOD validation and test splits. Its features cover
@@ -23,7 +25,8 @@ class Recipe:
     name: str
     description: str
     handwritten_pool: bool
-    letters_per_class: int = 300
+    letters_per_class: int = 200
+    letter_styles: tuple[str, ...] = ("standard", "hard")
     handwritten_repeats: int = 3
     epochs: int = 8
     batch_size: int = 128
@@ -36,6 +39,7 @@ class Recipe:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["widths"] = list(self.widths)
+        data["letter_styles"] = list(self.letter_styles)
         return data
 
     def shortened(self, **changes: Any) -> Recipe:
@@ -47,15 +51,16 @@ RECIPES: Registry[Recipe] = Registry("pretraining recipe")
 RECIPES.register("glyph-resnet")(
     Recipe(
         name="glyph-resnet",
-        description="letters (52 classes) from all font families + the handwritten-digit "
-        "pretraining pool (10 classes), one 62-way supervised head",
+        description="letters (52 classes) from all font families in every rendering style + "
+        "the handwritten-digit pretraining pool (10 classes), one 62-way supervised head",
         handwritten_pool=True,
     )
 )
 RECIPES.register("glyph-resnet-letters")(
     Recipe(
         name="glyph-resnet-letters",
-        description="letters (52 classes) from all font families only; never sees handwriting",
+        description="letters (52 classes) from all font families in every rendering style "
+        "only; never sees handwriting",
         handwritten_pool=False,
     )
 )

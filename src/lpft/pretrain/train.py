@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from lpft import __version__
-from lpft.config import resolve_config
+from lpft.config import deep_merge, resolve_config
 from lpft.data.digits_shift import GlyphDataset, handwritten_splits
-from lpft.data.glyphs import FONT_FAMILIES, LETTERS, faces_of, render_set
+from lpft.data.glyphs import FONT_FAMILIES, LETTERS, STYLES, faces_of, render_set
 from lpft.data.transforms import build_transform
 from lpft.engine.loaders import EpochSampler, TensorImageDataset, TransformedDataset
 from lpft.engine.runner import Runner
@@ -42,9 +42,18 @@ class PretrainData:
 def pretraining_arrays(recipe: Recipe) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
     """Letters from every font family, plus the handwritten pool when the recipe uses it."""
     faces = faces_of(tuple(FONT_FAMILIES))
-    images, labels = render_set(
-        LETTERS, faces, recipe.letters_per_class, seed=(recipe.seed, LETTER_STREAM)
-    )
+    rendered = [
+        render_set(
+            LETTERS,
+            faces,
+            recipe.letters_per_class,
+            (recipe.seed, LETTER_STREAM, index),
+            STYLES[style],
+        )
+        for index, style in enumerate(recipe.letter_styles)
+    ]
+    images = np.concatenate([r[0] for r in rendered])
+    labels = np.concatenate([r[1] for r in rendered])
     names = [f"letter {c}" for c in LETTERS]
     counts = {"letters": len(labels), "handwritten_pool": 0}
     if recipe.handwritten_pool:
@@ -139,14 +148,17 @@ def train_backbone(
     return backbone, stats
 
 
-def linear_probe_figures(checkpoint: Path, quiet: bool = True) -> dict[str, float]:
+def linear_probe_figures(
+    checkpoint: Path, benchmark_options: dict[str, Any] | None = None, quiet: bool = True
+) -> dict[str, float]:
     """LP accuracy of a checkpoint on every digits-shift split (OOD test and validation twins),
     exactly as ``lpft run --methods lp`` measures it."""
     figures: dict[str, float] = {}
     for ood_split in ("test", "val"):
         with tempfile.TemporaryDirectory() as tmp:
-            config = resolve_config(
-                overrides={
+            overrides = deep_merge(
+                {"benchmark_options": benchmark_options or {}},
+                {
                     "model": f"file:{checkpoint}",
                     "methods": ["lp"],
                     "seeds": 1,
@@ -154,8 +166,9 @@ def linear_probe_figures(checkpoint: Path, quiet: bool = True) -> dict[str, floa
                     "out": tmp,
                     "report": False,
                     "device": "cpu",
-                }
+                },
             )
+            config = resolve_config(overrides=overrides)
             results = Runner(config, quiet=quiet).run()
         selected = results["methods"]["lp"]["seeds"][0]["selected"]
         suffix = "" if ood_split == "test" else "_val"
@@ -167,9 +180,17 @@ def linear_probe_figures(checkpoint: Path, quiet: bool = True) -> dict[str, floa
 
 
 def pretrain(
-    recipe: Recipe, out_dir: Path, progress: Progress | None = None, quiet: bool = True
+    recipe: Recipe,
+    out_dir: Path,
+    progress: Progress | None = None,
+    quiet: bool = True,
+    benchmark_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train, save ``<name>.pt`` and write ``<name>.json`` (the card) into ``out_dir``."""
+    """Train, save ``<name>.pt`` and write ``<name>.json`` (the card) into ``out_dir``.
+
+    The card's LP figures use the default digits-shift benchmark unless ``benchmark_options``
+    changes it.
+    """
     backbone, stats = train_backbone(recipe, progress)
     out_dir = Path(out_dir)
     checkpoint = out_dir / f"{recipe.name}.pt"
@@ -196,7 +217,7 @@ def pretrain(
             else None,
         },
         "training": stats,
-        "linear_probe": linear_probe_figures(checkpoint, quiet=quiet),
+        "linear_probe": linear_probe_figures(checkpoint, benchmark_options, quiet=quiet),
         "made_with": {
             "lpft": __version__,
             "torch": torch.__version__,
