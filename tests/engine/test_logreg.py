@@ -82,12 +82,17 @@ def test_fewer_examples_than_dimensions_uses_the_row_space() -> None:
 def test_warm_started_path_reaches_the_cold_start_optimum(solver: str) -> None:
     x, y = features(250, 25, 5, seed=4)
     Cs = list(np.logspace(-4, 2, 13))
-    warm = LogisticRegressionPath(torch.tensor(x), torch.tensor(y), 5, tol=1e-8, solver=solver)
-    cold = LogisticRegressionPath(torch.tensor(x), torch.tensor(y), 5, tol=1e-8, solver=solver)
+    tol = 1e-7
+    warm = LogisticRegressionPath(torch.tensor(x), torch.tensor(y), 5, tol=tol, solver=solver)
+    cold = LogisticRegressionPath(torch.tensor(x), torch.tensor(y), 5, tol=tol, solver=solver)
+    parameters = 5 * (warm.basis.z.shape[1] + 1)
     for a, b in zip(warm.fit_path(Cs), cold.fit_path(Cs, warm_start=False), strict=True):
         assert a.converged and b.converged
-        scale = max(float(b.weight.norm()), 1e-12)
-        assert float((a.weight - b.weight).norm()) <= 1e-4 * scale
+        # The objective (mean loss + penalty) is strongly convex with modulus 1 / (C n), so two
+        # points whose gradients are below tol lie within 2 tol sqrt(#params) C n of each other
+        # (in standardised coordinates; raw weights divide by the scalar std).
+        bound = 2 * tol * np.sqrt(parameters) * a.C * len(y) / warm.basis.scale
+        assert float((a.weight - b.weight).norm()) <= bound
 
 
 def test_warm_start_saves_iterations() -> None:

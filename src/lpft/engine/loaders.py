@@ -49,6 +49,11 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.labels[index])
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch by one tensor index (DataLoader calls this instead of per item)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index], self.labels[index]
+
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> TensorImageDataset:
         items = [dataset[i] for i in range(len(dataset))]
@@ -80,6 +85,17 @@ class EpochSampler(Sampler[int]):
         return self.size - self.start
 
 
+def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
+
+
+def _loader_options(dataset: Dataset, num_workers: int) -> dict:
+    """In-memory tensors are batched by one index operation in the main process."""
+    if isinstance(dataset, TensorImageDataset):
+        return {"num_workers": 0, "collate_fn": _batch_as_is}
+    return {"num_workers": num_workers, "pin_memory": torch.cuda.is_available()}
+
+
 def train_loader(
     dataset: Dataset, sampler: EpochSampler, batch_size: int, num_workers: int
 ) -> DataLoader:
@@ -87,18 +103,12 @@ def train_loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=num_workers,
         drop_last=len(dataset) > batch_size,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
+        **_loader_options(dataset, num_workers),
     )
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
     return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
+        dataset, batch_size=batch_size, shuffle=False, **_loader_options(dataset, num_workers)
     )

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 RELATIVE_RANK_TOL = 1e-10
 LBFGS_HISTORY = 20
 MAX_RESTARTS = 3
+# Recompute the L-BFGS preconditioner after a C that needed more iterations than this.
+REFRESH_AFTER = 15
 # Newton is chosen when its dense Hessian stays cheap: k (r + 1) parameters at most this many,
 # and building the Hessian (n (k (r + 1))^2 multiply-adds) at most NEWTON_MAX_FLOPS.
 NEWTON_MAX_PARAMETERS = 3000
@@ -120,6 +122,8 @@ class LogisticRegressionPath:
             solver = choose_solver(len(self.labels), rank, num_classes)
         self.solver = solver
         self._coef = torch.zeros(num_classes, rank, dtype=dtype, device=features.device)
+        self._preconditioner: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self._last_iterations = 0
         self._intercept = torch.zeros(num_classes, dtype=dtype, device=features.device)
 
     def fit_path(
@@ -227,43 +231,64 @@ class LogisticRegressionPath:
         return step[:, :r], step[:, r]
 
     def _lbfgs(self, C: float) -> tuple[int, float]:
+        """L-BFGS in coordinates rotated and scaled by the curvature-weighted covariance."""
         penalty = self._penalty(C)
-        curvature = _mean_softmax_curvature(self.basis.z @ self._coef.T + self._intercept)
-        coef_scale = 1.0 / torch.sqrt(curvature * self.basis.variances + penalty)
+        if self._preconditioner is None or self._last_iterations > REFRESH_AFTER:
+            self._preconditioner = self._curvature_basis()
+        rotation, eigenvalues, curvature = self._preconditioner
+        coef_scale = 1.0 / torch.sqrt(eigenvalues + penalty)
         bias_scale = 1.0 / math.sqrt(curvature)
-        p = (self._coef / coef_scale).clone()
-        q = (self._intercept / bias_scale).clone()
+        u = (self._coef @ rotation) / coef_scale
+        q = self._intercept / bias_scale
+
+        def parameters() -> tuple[torch.Tensor, torch.Tensor]:
+            return (u * coef_scale) @ rotation.T, q * bias_scale
+
+        def closure() -> torch.Tensor:
+            loss, g_coef, g_int, _ = self._loss_and_gradient(*parameters(), penalty)
+            u.grad, q.grad = (g_coef @ rotation) * coef_scale, g_int * bias_scale
+            return torch.tensor(loss, dtype=u.dtype)
+
         optimizer = torch.optim.LBFGS(
-            [p, q],
+            [u, q],
             lr=1.0,
             max_iter=self.max_iter,
-            # |grad wrt coef| = |grad wrt p| / coef_scale, so this bound in p-space
-            # guarantees the tolerance in the solver's common (unscaled) coordinates.
+            # A gradient this small in (u, q) bounds the gradient in the solver's own
+            # coordinates by about tol; the check below makes sure.
             tolerance_grad=self.tol * min(float(coef_scale.min()), bias_scale),
             tolerance_change=0.0,
             history_size=LBFGS_HISTORY,
             line_search_fn="strong_wolfe",
         )
-
-        def closure() -> torch.Tensor:
-            loss, g_coef, g_int, _ = self._loss_and_gradient(
-                p * coef_scale, q * bias_scale, penalty
-            )
-            p.grad, q.grad = g_coef * coef_scale, g_int * bias_scale
-            return torch.tensor(loss, dtype=p.dtype)
-
-        iterations = 0
+        iterations, grad_max = 0, math.inf
         for _ in range(MAX_RESTARTS + 1):
-            before = optimizer.state[p].get("n_iter", 0)
+            before = optimizer.state[u].get("n_iter", 0)
             optimizer.step(closure)
-            iterations += optimizer.state[p].get("n_iter", 0) - before
-            coef, intercept = p * coef_scale, q * bias_scale
+            progress = optimizer.state[u].get("n_iter", 0) - before
+            iterations += progress
+            coef, intercept = parameters()
             _, g_coef, g_int, _ = self._loss_and_gradient(coef, intercept, penalty)
             grad_max = float(max(g_coef.abs().max(), g_int.abs().max()))
-            if grad_max <= self.tol or iterations >= self.max_iter:
+            if grad_max <= self.tol or iterations >= self.max_iter or progress <= 1:
                 break
-        self._coef, self._intercept = coef, intercept
+        self._coef, self._intercept = coef.detach(), intercept.detach()
+        self._last_iterations = iterations
         return iterations, grad_max
+
+    def _curvature_basis(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Eigenbasis of the curvature-weighted feature covariance at the current solution.
+
+        The loss Hessian is sum_i (diag(p_i) - p_i p_i^T) (x) z_i z_i^T / n. Replacing the class
+        factor by each example's mean curvature w_i leaves Z^T diag(w) Z / n, whose eigenbasis
+        and eigenvalues (plus the penalty) make that Hessian close to the identity. Refreshed
+        only when the path gets hard (many iterations), as it changes slowly with C.
+        """
+        z = self.basis.z
+        p = torch.softmax(z @ self._coef.T + self._intercept, dim=1)
+        k = p.shape[1]
+        weights = ((1.0 - (p * p).sum(dim=1)) / max(k - 1, 1)).clamp_min(1e-12)
+        eigenvalues, rotation = torch.linalg.eigh((z * weights[:, None]).T @ z / z.shape[0])
+        return rotation, eigenvalues.clamp_min(0.0), float(weights.mean())
 
     def _to_raw_features(
         self, coef: torch.Tensor, intercept: torch.Tensor
@@ -280,13 +305,6 @@ def choose_solver(n: int, rank: int, num_classes: int) -> str:
     parameters = num_classes * (rank + 1)
     affordable = parameters <= NEWTON_MAX_PARAMETERS and n * parameters**2 <= NEWTON_MAX_FLOPS
     return "newton" if affordable else "lbfgs"
-
-
-def _mean_softmax_curvature(logits: torch.Tensor) -> float:
-    """Average curvature of the CE loss per logit direction (1/k at uniform predictions)."""
-    p = torch.softmax(logits, dim=1)
-    k = p.shape[1]
-    return float(((1.0 - (p * p).sum(dim=1)) / max(k - 1, 1)).mean().clamp_min(1e-6))
 
 
 def predict_logits(

@@ -120,6 +120,9 @@ class FineTuner:
             self.optimizer, cosine_with_warmup(total, warmup)
         )
         self.position = _Position()
+        # Sums over the current steps of (loss * batch, correct, examples, non-finite losses),
+        # kept in float64 on the device and read at epoch ends and checkpoints.
+        self._device_stats = torch.zeros(4, dtype=torch.float64, device=device)
 
     @property
     def total_steps(self) -> int:
@@ -161,30 +164,43 @@ class FineTuner:
                 and pos.step_in_epoch % every == 0
                 and pos.step_in_epoch < self.steps_per_epoch
             ):
+                self._collect_statistics()
                 pos.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 self._save_last()
+        self._collect_statistics()
         pos.seconds += time.perf_counter() - started
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One step; statistics stay on the device so the GPU is never waited for here."""
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.device, self.autocast_dtype):
             logits = self.model(images)
             loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"non-finite loss ({loss.item()}) at epoch {self.position.epoch + 1}, "
-                f"step {self.position.step_in_epoch + 1} with lr={self.lr:g}"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
+        detached = loss.detach()
+        self._device_stats[0] += detached * len(labels)
+        self._device_stats[1] += (logits.detach().argmax(dim=1) == labels).sum()
+        self._device_stats[2] += len(labels)
+        self._device_stats[3] += (~torch.isfinite(detached)).float()
+
+    def _collect_statistics(self) -> None:
+        """Move the step statistics to the position; stop the cell if any loss was not finite."""
+        loss_sum, correct, seen, nonfinite = self._device_stats.tolist()
+        self._device_stats.zero_()
         pos = self.position
-        pos.loss_sum += float(loss.detach()) * len(labels)
-        pos.correct += int((logits.detach().argmax(dim=1) == labels).sum())
-        pos.seen += len(labels)
+        if nonfinite > 0:
+            raise TrainingDivergedError(
+                f"non-finite loss in epoch {pos.epoch + 1} (by step {pos.step_in_epoch}) "
+                f"with lr={self.lr:g}"
+            )
+        pos.loss_sum += loss_sum
+        pos.correct += round(correct)
+        pos.seen += round(seen)
 
     def _finish_epoch(self, seconds: float) -> None:
         pos = self.position
