@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,20 +86,36 @@ def caption(results: dict[str, Any]) -> str:
     )
 
 
-def markdown_table(results: dict[str, Any]) -> str:
+def formatted_rows(
+    results: dict[str, Any],
+    emphasise: Callable[[str], str],
+    failures: Callable[[int], str],
+) -> list[tuple[str, str, list[str]]]:
+    """(method, setting, cells) per row, the best cell per column passed through ``emphasise``
+    and a non-zero failed-cell count appended to the setting by ``failures``."""
     cols = columns(results)
     table = rows(results)
     best = best_per_column(table, cols)
-    header = "| method | setting | " + " | ".join(c.title for c in cols) + " |"
-    rule = "|---|---|" + "---|" * len(cols)
-    lines = [header, rule]
+    formatted = []
     for row in table:
-        cells = []
-        for col in cols:
-            text = format_stat(row.values[col.key])
-            cells.append(f"**{text}**" if best.get(col.key) == row.method else text)
-        notes = row.notes + (f", {row.failed_cells} failed cell(s)" if row.failed_cells else "")
-        lines.append(f"| {row.method} | {notes} | " + " | ".join(cells) + " |")
+        cells = [
+            emphasise(text) if best.get(col.key) == row.method else text
+            for col in cols
+            for text in [format_stat(row.values[col.key])]
+        ]
+        notes = row.notes + (failures(row.failed_cells) if row.failed_cells else "")
+        formatted.append((row.method, notes, cells))
+    return formatted
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    header = "| method | setting | " + " | ".join(c.title for c in columns(results)) + " |"
+    rule = "|---|---|" + "---|" * len(columns(results))
+    lines = [header, rule]
+    for method, notes, cells in formatted_rows(
+        results, lambda text: f"**{text}**", lambda n: f", {n} failed cell(s)"
+    ):
+        lines.append(f"| {method} | {notes} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

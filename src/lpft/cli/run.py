@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lpft.analysis.tables import best_per_column, caption, columns, format_stat, rows
+from lpft.analysis.tables import caption, columns, formatted_rows
 from lpft.config import deep_merge, parse_set_option, resolve_config
 from lpft.errors import ConfigError
 
@@ -126,21 +126,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_table(results: dict[str, Any], console: Console) -> None:
-    cols = columns(results)
-    table_rows = rows(results)
-    best = best_per_column(table_rows, cols)
     table = Table(
         title=f"{results['benchmark']['name']} · {results['model']}", caption=caption(results)
     )
     table.add_column("method", style="bold")
     table.add_column("setting")
-    for col in cols:
+    for col in columns(results):
         table.add_column(col.title, justify="right")
-    for row in table_rows:
-        cells = []
-        for col in cols:
-            text = format_stat(row.values[col.key])
-            cells.append(f"[bold green]{text}[/]" if best.get(col.key) == row.method else text)
-        notes = row.notes + (f", [red]{row.failed_cells} failed[/]" if row.failed_cells else "")
-        table.add_row(row.method, notes, *cells)
+    for method, notes, cells in formatted_rows(
+        results, lambda text: f"[bold green]{text}[/]", lambda n: f", [red]{n} failed[/]"
+    ):
+        table.add_row(method, notes, *cells)
     console.print(table)
