@@ -127,9 +127,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--skip-sklearn", action="store_true", help="time lpft only")
+    parser.add_argument("--n", type=int, default=10_000, help="training examples")
+    parser.add_argument("--d", type=int, default=1024, help="feature dimension")
     args = parser.parse_args()
     grid = default_c_grid()
-    n, d = 10_000, 1024
+    n, d = args.n, args.d
     if args.quick:
         n, d, grid = 2000, 256, grid[::3]
     print(f"torch threads: {torch.get_num_threads()}")

@@ -38,6 +38,13 @@ def test_layers_benchmark_then_yaml_then_overrides(tmp_path: Path) -> None:
     assert ft.batch_size == 32  # the digits-shift benchmark default
 
 
+def test_methods_flag_replaces_the_yaml_method_list(tmp_path: Path) -> None:
+    yaml_path = tmp_path / "run.yaml"
+    yaml_path.write_text("methods:\n  lp: {}\n  ft: {epochs: 7}\n  lpft: {}\n")
+    config = resolve_config(yaml_path=yaml_path, overrides={"methods": "ft"})
+    assert list(config.methods) == ["ft"] and config.methods["ft"].epochs == 7
+
+
 def test_variants_inherit_benchmark_defaults_of_their_method() -> None:
     config = resolve_config(overrides={"methods": {"ft": {}, "ft@bn-eval": {"batchnorm": "eval"}}})
     assert isinstance(config.methods["ft@bn-eval"], FineTuneOptions)
@@ -75,6 +82,8 @@ def test_every_method_options_apply_where_the_field_exists() -> None:
             "unknown benchmark 'digit-shift'.*did you mean digits-shift",
         ),
         ({"seeds": 0}, "seeds=0"),
+        ({"methods": {"ft": {"lrs": [0.1, 0.1]}}}, r"must be distinct, \[0.1\] repeated"),
+        ({"benchmark_options": {"stile": "hard"}}, "unknown key 'benchmark_options.stile'"),
         ({"device": "tpu"}, "device='tpu'"),
     ],
 )

@@ -13,18 +13,33 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lpft.errors import ConfigError
 from lpft.registry import nearest_names
 
 PAPER_FT_LRS = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-PAPER_LPFT_LRS = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
+PAPER_LPFT_LRS = [3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
 
 
 def default_c_grid() -> list[float]:
-    """Inverse regularisation strengths: the paper's range [1e-7, 1e2], 5 values per decade."""
-    return [float(c) for c in np.logspace(-7, 2, 46)]
+    """Inverse regularisation strengths: the paper's range [1e-7, 1e2], 6 values per decade."""
+    return [float(c) for c in np.logspace(-7, 2, 55)]
+
+
+def _unique(values: list[float]) -> list[float]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"values must be distinct, {repeated} repeated")
+    return values
 
 
 class StrictModel(BaseModel):
@@ -42,8 +57,8 @@ class LinearProbeOptions(StrictModel):
 
     @field_validator("C")
     @classmethod
-    def _sorted(cls, grid: list[float]) -> list[float]:
-        return sorted(grid)
+    def _sorted_unique(cls, grid: list[float]) -> list[float]:
+        return sorted(_unique(grid))
 
 
 class FineTuneOptions(StrictModel):
@@ -57,8 +72,15 @@ class FineTuneOptions(StrictModel):
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_epochs: float = Field(0.0, ge=0.0)
     head_init: Literal["default", "zero"] = "default"
+    # "eval" trains with the whole network in eval mode (BatchNorm statistics frozen, dropout
+    # off), as the official LP-FT code does; "train" is ordinary training mode.
     batchnorm: Literal["train", "eval"] = "train"
     checkpoint_every_steps: int | None = Field(None, ge=1)
+
+    @field_validator("lrs")
+    @classmethod
+    def _unique_lrs(cls, lrs: list[float]) -> list[float]:
+        return _unique(lrs)
 
 
 class LPFTOptions(FineTuneOptions):
@@ -122,6 +144,13 @@ class RunConfig(StrictModel):
                     format_validation_error(exc, model, "config", prefix=("methods", name))
                 ) from None
         return validated
+
+    @model_validator(mode="after")
+    def _known_benchmark_options(self) -> RunConfig:
+        from lpft.data import validate_benchmark_options
+
+        validate_benchmark_options(self.benchmark, self.benchmark_options)
+        return self
 
     def method_options(self, name: str) -> BaseModel:
         """Options for ``name``; a method that is a dependency but not requested gets defaults."""
@@ -245,7 +274,12 @@ def resolve_config(
     top = deep_merge(file_layer, override_layer)
     benchmark = top.get("benchmark", RunConfig.model_fields["benchmark"].default)
     bench_layer = benchmark_defaults(benchmark)
-    method_names = list(top.get("methods") or bench_layer.get("methods") or RunConfig().methods)
+    method_names = list(
+        override_layer.get("methods")
+        or file_layer.get("methods")
+        or bench_layer.get("methods")
+        or RunConfig().methods
+    )
     for name in method_names:
         method_for(name)
 

@@ -18,29 +18,50 @@ import yaml
 from lpft.errors import LpftError, RunLockedError
 
 
-def _default_file_mode() -> int:
-    """What ``open()`` would give a new file (mkstemp alone makes it private, 0600)."""
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# What open() would give a new file (mkstemp alone makes it private, 0600). Read once at import:
+# reading the umask means setting it, which must not race with other threads creating files.
+DEFAULT_FILE_MODE = 0o666 & ~_read_umask()
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
-        os.fchmod(fd, _default_file_mode())
+        os.fchmod(fd, DEFAULT_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: a crash right after it must not bring the old file back."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete half-written files a killed process left behind in ``directory``."""
+    for stale in Path(directory).glob(f".*{TEMPORARY_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

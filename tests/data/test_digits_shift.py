@@ -58,7 +58,7 @@ def test_handwritten_parts_are_disjoint_and_cover_the_dataset() -> None:
 
 
 def test_pretraining_pool_is_exactly_the_pretrain_part() -> None:
-    recipe = RECIPES.get("glyph-resnet").shortened(letters_per_class=1)
+    recipe = RECIPES.get("glyph-resnet").with_changes(letters_per_class=1)
     images, labels, names, counts = pretraining_arrays(recipe)
     pool = handwritten_splits()["pretrain"]
     handwritten = labels >= len(names) - 10
@@ -69,6 +69,6 @@ def test_pretraining_pool_is_exactly_the_pretrain_part() -> None:
 
 
 def test_letters_only_recipe_has_no_handwriting() -> None:
-    recipe = RECIPES.get("glyph-resnet-letters").shortened(letters_per_class=1)
+    recipe = RECIPES.get("glyph-resnet-letters").with_changes(letters_per_class=1)
     _, labels, names, counts = pretraining_arrays(recipe)
     assert counts["handwritten_pool"] == 0 and len(names) == 52 and labels.max() == 51

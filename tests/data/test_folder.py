@@ -52,6 +52,13 @@ def test_empty_class_folder_is_named(tmp_path: Path) -> None:
         build(root)
 
 
+def test_ood_set_named_like_an_id_split_is_refused(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "data")
+    (root / "ood" / "sketch").rename(root / "ood" / "id_test")
+    with pytest.raises(DataError, match=r"OOD sets cannot be named \['id_test'\]"):
+        build(root)
+
+
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -9,7 +9,7 @@ import pytest
 
 from lpft.config import resolve_config
 from lpft.engine.runner import Runner
-from lpft.errors import ConfigError, RunLockedError
+from lpft.errors import ConfigError, LpftError, RunLockedError
 from lpft.io import run_lock
 from tests_support import OodGuard, selected_metrics
 
@@ -82,6 +82,14 @@ def test_rerun_of_a_finished_run_trains_nothing(tiny_overrides: dict, monkeypatc
     monkeypatch.setattr("lpft.methods.lp.LogisticRegressionPath.fit_path", no_training)
     second = run(tiny_overrides)
     assert selected_metrics(second) == selected_metrics(first)
+
+
+def test_damaged_cell_record_is_named(tiny_overrides: dict) -> None:
+    run(tiny_overrides)
+    record = next(Path(tiny_overrides["out"]).glob("cells/ft/seed0/*/fit.json"))
+    record.write_text('{"status": "done"}')
+    with pytest.raises(LpftError, match=r"fit\.json: not a cell record .*delete"):
+        run(tiny_overrides)
 
 
 def test_resuming_with_a_different_config_is_refused(tiny_overrides: dict) -> None:

@@ -119,4 +119,5 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path: Path) -> None:
     assert resumed.best_epoch == reference.best_epoch
     for key, value in reference_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key
-    assert not (tmp_path / "b" / LAST).exists()
+    again = trainer(fresh_model(), options, 0.05, train, val, tmp_path / "b").fit()
+    assert [vars(r) for r in again.history] == [vars(r) for r in reference.history]

@@ -22,7 +22,7 @@ SMALL_BENCHMARK = {
 
 
 def test_short_recipe_end_to_end(tmp_path: Path) -> None:
-    recipe = RECIPES.get("glyph-resnet").shortened(epochs=1, letters_per_class=4)
+    recipe = RECIPES.get("glyph-resnet").with_changes(epochs=1, letters_per_class=4)
     card = pretrain(recipe, tmp_path, benchmark_options=SMALL_BENCHMARK)
     checkpoint = tmp_path / "glyph-resnet.pt"
     assert card == json.loads((tmp_path / "glyph-resnet.json").read_text())

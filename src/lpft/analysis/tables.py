@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 PERCENT = 100.0
+PROTOCOL_NOTE = (
+    "Hyperparameters and epochs selected on ID validation accuracy only; OOD sets used for "
+    "evaluation only. LP is deterministic given the features: one fit serves every seed, so it "
+    "has no interval."
+)
 
 
 @dataclass
@@ -80,9 +85,7 @@ def caption(results: dict[str, Any]) -> str:
     return (
         f"Accuracy (%) on {results['benchmark']['name']} with {results['model']}: mean ± "
         f"{results['confidence']:.0%} t-interval over {seeds} seed{'s' if seeds != 1 else ''}. "
-        "Hyperparameters and epochs selected on ID validation accuracy only; "
-        "OOD sets used for evaluation only. LP is deterministic given the features, so its "
-        "seeds agree (± 0.0)."
+        + PROTOCOL_NOTE
     )
 
 
@@ -195,9 +198,8 @@ def multi_run_caption(runs: list[tuple[str, dict[str, Any]]]) -> str:
     levels = sorted({f"{results['confidence']:.0%}" for _, results in runs})
     return (
         f"Accuracy (%): mean ± {' / '.join(levels)} t-interval over seeds ({details}). "
-        "Hyperparameters and epochs selected on ID validation accuracy only; "
-        "OOD sets used for evaluation only. LP is deterministic given the features, so its "
-        "seeds agree (± 0.0)." + legend
+        + PROTOCOL_NOTE
+        + legend
     )
 
 

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     for key, value in changes.items():
-        if value < (0 if key == "seed" else 1):
-            raise ConfigError(f"--{key.replace('_', '-')}={value} must be >= 1")
-    recipe = recipe.shortened(**changes)
+        lowest = 0 if key == "seed" else 1
+        if value < lowest:
+            raise ConfigError(f"--{key.replace('_', '-')}={value} must be >= {lowest}")
+    recipe = recipe.with_changes(**changes)
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),

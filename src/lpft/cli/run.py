@@ -65,26 +65,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 TABLE_WIDTH = 110
 
-FLAG_KEYS = {
-    "benchmark": "benchmark",
-    "model": "model",
-    "methods": "methods",
-    "seeds": "seeds",
-    "device": "device",
-    "precision": "precision",
-    "out": "out",
-    "data_root": "data_root",
-    "num_workers": "num_workers",
-    "skip_bad_images": "skip_bad_images",
-}
+# Flags whose destination name is the config key they set.
+CONFIG_FLAGS = (
+    "benchmark",
+    "model",
+    "methods",
+    "seeds",
+    "device",
+    "precision",
+    "out",
+    "data_root",
+    "num_workers",
+    "skip_bad_images",
+)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in args.set:
         overrides = deep_merge(overrides, parse_set_option(item))
-    for attr, key in FLAG_KEYS.items():
-        value = getattr(args, attr)
+    for key in CONFIG_FLAGS:
+        value = getattr(args, key)
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
     if args.no_report:

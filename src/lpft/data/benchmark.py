@@ -10,8 +10,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch.utils.data import Dataset
 
-from lpft.errors import ConfigError
+from lpft.errors import ConfigError, DataError
 from lpft.registry import Registry
+
+ID_SPLITS = ("id_train", "id_val", "id_test")
 
 
 @dataclass
@@ -36,6 +38,11 @@ class Benchmark:
     ood: dict[str, EvalSplit]
     augment: str = "none"
     bad_images: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        taken = sorted(set(self.ood) & set(ID_SPLITS))
+        if taken:
+            raise DataError(f"benchmark '{self.name}': OOD sets cannot be named {taken}")
 
     @property
     def num_classes(self) -> int:
@@ -92,21 +99,14 @@ def benchmark_defaults(name: str) -> dict[str, Any]:
 
 
 def validate_benchmark_options(name: str, options: dict[str, Any]) -> BaseModel:
-    entry = BENCHMARKS.get(name)
+    from lpft.config import format_validation_error
+
+    model = BENCHMARKS.get(name).options_model
     try:
-        return entry.options_model.model_validate(options)
+        return model.model_validate(options)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(entry.options_model.model_fields) or "none"
-            raise ConfigError(
-                f"config: unknown key 'benchmark_options.{key}' for benchmark '{name}' "
-                f"(allowed: {allowed})"
-            ) from None
-        raise ConfigError(
-            f"config: benchmark_options.{key}={err.get('input')!r} is invalid: {err['msg']}"
-        ) from None
+        message = format_validation_error(exc, model, "config", prefix=("benchmark_options",))
+        raise ConfigError(f"{message} (benchmark '{name}')") from None
 
 
 def create_benchmark(name: str, options: dict[str, Any], context: BuildContext) -> Benchmark:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lpft.errors import DataError
 from lpft.io import atomic_write_json
 
 
@@ -35,8 +36,14 @@ def cached_arrays(
     directory = Path(root) / name / cache_key(spec)
     meta_path = directory / "meta.json"
     if meta_path.is_file():
-        names = json.loads(meta_path.read_text())["arrays"]
-        return {n: np.load(directory / f"{n}.npy") for n in names}
+        try:
+            names = json.loads(meta_path.read_text())["arrays"]
+            return {n: np.load(directory / f"{n}.npy") for n in names}
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(
+                f"generated-data cache {directory} is damaged ({type(exc).__name__}); "
+                "delete that directory to regenerate it"
+            ) from None
     arrays = generate()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))

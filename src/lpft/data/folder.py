@@ -135,6 +135,8 @@ def build_folder_benchmark(context: BuildContext, options: FolderOptions) -> Ben
         samples = scan_split(split_dir, class_to_index, allowed_missing)
         if options.verify_images:
             samples = drop_bad_images(samples, context.skip_bad_images, bad)
+        if not samples:
+            raise DataError(f"{split_dir}: no readable images left")
         return samples
 
     splits = {name: ImageFileDataset(load(root / name, False)) for name in ID_SPLITS}

@@ -26,8 +26,8 @@ MATERIALIZE_MAX_BYTES = 1 << 30
 class FeatureStore:
     """Pretrained-backbone outputs per split, computed once per run and kept in memory.
 
-    ``datasets`` resolves a split name lazily, so test and OOD data are only touched when the
-    evaluation phase first asks for them.
+    ``loader_for`` builds a split's loader only when first asked, so test and OOD data are only
+    touched when the evaluation phase needs them.
     """
 
     def __init__(

@@ -90,10 +90,13 @@ def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor
 
 
 def _loader_options(dataset: Dataset, num_workers: int) -> dict:
-    """In-memory tensors are batched by one index operation in the main process."""
+    """In-memory tensors are batched by one index operation in the main process. Each loader
+    has its own generator, so creating iterators never draws from the global torch RNG."""
     if isinstance(dataset, TensorImageDataset):
-        return {"num_workers": 0, "collate_fn": _batch_as_is}
-    return {"num_workers": num_workers, "pin_memory": torch.cuda.is_available()}
+        options = {"num_workers": 0, "collate_fn": _batch_as_is}
+    else:
+        options = {"num_workers": num_workers, "pin_memory": torch.cuda.is_available()}
+    return options | {"generator": torch.Generator()}
 
 
 def train_loader(

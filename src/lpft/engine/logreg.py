@@ -31,7 +31,9 @@ import torch.nn.functional as F
 
 RELATIVE_RANK_TOL = 1e-10
 LBFGS_HISTORY = 20
-MAX_RESTARTS = 3
+# L-BFGS is stepped again (history kept) at most this often when its own stopping rule fires
+# before the solver's gradient test passes.
+MAX_CONTINUATIONS = 3
 # Recompute the L-BFGS preconditioner after a C that needed more iterations than this.
 REFRESH_AFTER = 15
 # Newton is chosen when its dense Hessian stays cheap: k (r + 1) parameters at most this many,
@@ -80,12 +82,12 @@ def _eigenbasis(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if n >= d:
         variances, rotation = torch.linalg.eigh(xc.T @ xc / n)
     else:
-        variances, left = torch.linalg.eigh(xc @ xc.T / n)
-        keep = variances > RELATIVE_RANK_TOL * variances.max().clamp_min(1e-300)
-        variances, left = variances[keep], left[:, keep]
-        rotation = xc.T @ left / torch.sqrt(n * variances)
+        variances, rotation = torch.linalg.eigh(xc @ xc.T / n)
     keep = variances > RELATIVE_RANK_TOL * variances.max().clamp_min(1e-300)
-    return rotation[:, keep], variances[keep]
+    variances, rotation = variances[keep], rotation[:, keep]
+    if n < d:
+        rotation = xc.T @ rotation / torch.sqrt(n * variances)
+    return rotation, variances
 
 
 def _build_basis(x: torch.Tensor, standardize: str) -> _Basis:
@@ -254,14 +256,14 @@ class LogisticRegressionPath:
             lr=1.0,
             max_iter=self.max_iter,
             # A gradient this small in (u, q) bounds the gradient in the solver's own
-            # coordinates by about tol; the check below makes sure.
+            # coordinates by about tol; the check below tightens it when it does not.
             tolerance_grad=self.tol * min(float(coef_scale.min()), bias_scale),
             tolerance_change=0.0,
             history_size=LBFGS_HISTORY,
             line_search_fn="strong_wolfe",
         )
         iterations, grad_max = 0, math.inf
-        for _ in range(MAX_RESTARTS + 1):
+        for _ in range(MAX_CONTINUATIONS + 1):
             before = optimizer.state[u].get("n_iter", 0)
             optimizer.step(closure)
             progress = optimizer.state[u].get("n_iter", 0) - before
@@ -269,7 +271,12 @@ class LogisticRegressionPath:
             coef, intercept = parameters()
             _, g_coef, g_int, _ = self._loss_and_gradient(coef, intercept, penalty)
             grad_max = float(max(g_coef.abs().max(), g_int.abs().max()))
-            if grad_max <= self.tol or iterations >= self.max_iter or progress <= 1:
+            if grad_max <= self.tol or iterations >= self.max_iter:
+                break
+            if progress == 0:
+                # Stopped by the scaled-space tolerance alone: demand more there.
+                optimizer.param_groups[0]["tolerance_grad"] /= 10
+            elif progress == 1:
                 break
         self._coef, self._intercept = coef.detach(), intercept.detach()
         self._last_iterations = iterations

@@ -69,7 +69,7 @@ def summarise(
 ) -> dict[str, Any]:
     """Mean and CI over seeds of the selected candidates (a shared cell counts once)."""
     distinct = seeds if seed_dependent else seeds[:1]
-    chosen = [s["selected"] for s in seeds if s["selected"] and "id_test" in s["selected"]]
+    chosen = [s["selected"] for s in distinct if s["selected"] and "id_test" in s["selected"]]
     summary: dict[str, Any] = {
         "id_val": mean_ci([c["id_val"] for c in chosen]),
         "id_test": mean_ci([c["id_test"] for c in chosen]),

@@ -14,7 +14,6 @@ A cell with ``fit.json`` is never trained again; one with ``last.pt`` resumes fr
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from lpft.config import RunConfig
-from lpft.errors import ConfigError
+from lpft.errors import ConfigError, LpftError
 from lpft.io import atomic_write_json, atomic_write_yaml, read_json
 from lpft.methods.base import Candidate, cell_id
 
@@ -82,10 +81,16 @@ class RunDirectory:
         fit_path = directory / "fit.json"
         if fit_path.is_file():
             saved = read_json(fit_path)
-            record.status = saved["status"]
-            record.error = saved["error"]
-            record.seconds = saved["seconds"]
-            record.candidates = [Candidate.from_json(c) for c in saved["candidates"]]
+            try:
+                record.status = saved["status"]
+                record.error = saved["error"]
+                record.seconds = saved["seconds"]
+                record.candidates = [Candidate.from_json(c) for c in saved["candidates"]]
+            except (KeyError, TypeError) as exc:
+                raise LpftError(
+                    f"{fit_path}: not a cell record (missing or bad {exc}); "
+                    f"delete {directory} to redo this cell"
+                ) from None
         metrics_path = directory / "metrics.json"
         if metrics_path.is_file():
             record.metrics = read_json(metrics_path)
@@ -138,7 +143,3 @@ def first_difference(old: Any, new: Any, ignore: frozenset[str], path: str = "")
 def default_out_dir(config: RunConfig) -> Path:
     model = config.model.replace(":", "-").replace("/", "_")
     return Path("runs") / f"{config.benchmark}__{model}"
-
-
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

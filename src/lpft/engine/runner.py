@@ -31,8 +31,15 @@ from lpft.engine.logreg import predict_logits
 from lpft.engine.results import assemble, cell_entry, select, selected_entry
 from lpft.engine.rundir import CellRecord, RunDirectory, default_out_dir
 from lpft.engine.runtime import configure_determinism, resolve_device
+from lpft.engine.trainer import LAST
 from lpft.errors import LpftError, TrainingDivergedError
-from lpft.io import atomic_write_json, atomic_write_text, ensure_free_space, run_lock
+from lpft.io import (
+    atomic_write_json,
+    atomic_write_text,
+    ensure_free_space,
+    remove_stale_temporaries,
+    run_lock,
+)
 from lpft.methods import method_for
 from lpft.methods.lp import load_head
 from lpft.models import Classifier, create_backbone
@@ -182,6 +189,7 @@ class Runner:
 
     def _fit_cell(self, ctx: RunContext, method, options, cell: CellRecord) -> None:
         cell.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(cell.directory)
         seed = cell.seed if cell.seed is not None else 0
         begun = time.perf_counter()
         try:
@@ -194,14 +202,16 @@ class Runner:
             cell.directory.mkdir(parents=True, exist_ok=True)
         cell.seconds = time.perf_counter() - begun
         self.rundir.save_fit(cell)
+        (cell.directory / LAST).unlink(missing_ok=True)
 
     def _evaluate_all(self, ctx: RunContext) -> None:
         for planned in self.plan:
             for cell in self.cells[planned.key]:
-                if cell.status != "done" or cell.metrics is not None:
+                if cell.status != "done":
                     continue
-                cell.metrics = [self._evaluate(ctx, cell, c) for c in cell.candidates]
-                self.rundir.save_metrics(cell)
+                if cell.metrics is None:
+                    cell.metrics = [self._evaluate(ctx, cell, c) for c in cell.candidates]
+                    self.rundir.save_metrics(cell)
                 if not self.config.keep_checkpoints:
                     for candidate in cell.candidates:
                         if candidate.kind == "model":

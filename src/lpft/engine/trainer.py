@@ -10,7 +10,9 @@ same batches and, on CPU, ends bitwise identical to an uninterrupted one.
 from __future__ import annotations
 
 import math
+import pickle
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,9 @@ from lpft.engine.evaluate import accuracy
 from lpft.engine.features import autocast, forward_split
 from lpft.engine.loaders import EpochSampler, TransformedDataset, train_loader
 from lpft.engine.runtime import derive_seed, rng_state, set_rng_state
-from lpft.errors import TrainingDivergedError
+from lpft.errors import CheckpointError, TrainingDivergedError
 from lpft.io import atomic_torch_save
-from lpft.models.backbone import Classifier, set_batchnorm_mode
+from lpft.models.backbone import Classifier, set_training_mode
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -47,7 +49,6 @@ class FitOutcome:
     best_val: float
     history: list[EpochRecord]
     seconds: float
-    best_path: Path
 
 
 @dataclass
@@ -113,11 +114,10 @@ class FineTuner:
         self.sampler = EpochSampler(len(train_data), seed)
         self.loader = train_loader(train_data, self.sampler, options.batch_size, num_workers)
         self.steps_per_epoch = len(self.loader)
-        total = self.steps_per_epoch * options.epochs
         warmup = round(options.warmup_epochs * self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, options, lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, cosine_with_warmup(total, warmup)
+            self.optimizer, cosine_with_warmup(self.total_steps, warmup)
         )
         self.position = _Position()
         # Sums over the current steps of (loss * batch, correct, examples, non-finite losses),
@@ -129,18 +129,17 @@ class FineTuner:
         return self.steps_per_epoch * self.options.epochs
 
     def fit(self) -> FitOutcome:
+        """Train the remaining epochs. ``last.pt`` stays until the caller has recorded the
+        outcome (a finished cell resumed from it just returns the same outcome)."""
         self._resume_if_possible()
         while self.position.epoch < self.options.epochs:
-            started = time.perf_counter()
             self._train_epoch()
-            self._finish_epoch(time.perf_counter() - started)
-        (self.cell_dir / LAST).unlink(missing_ok=True)
+            self._finish_epoch()
         return FitOutcome(
             best_epoch=self.position.best_epoch,
             best_val=self.position.best_val,
             history=self.position.history,
             seconds=self.position.seconds,
-            best_path=self.cell_dir / BEST,
         )
 
     def _train_epoch(self) -> None:
@@ -150,8 +149,7 @@ class FineTuner:
         if isinstance(self.train_data, TransformedDataset):
             self.train_data.epoch = pos.epoch
         self.sampler.set_position(pos.epoch, pos.step_in_epoch * self.options.batch_size)
-        self.model.train()
-        set_batchnorm_mode(self.model, self.options.batchnorm)
+        set_training_mode(self.model, self.options.batchnorm)
         every = self.options.checkpoint_every_steps
         started = time.perf_counter()
         for images, labels in self.loader:
@@ -202,7 +200,7 @@ class FineTuner:
         pos.correct += round(correct)
         pos.seen += round(seen)
 
-    def _finish_epoch(self, seconds: float) -> None:
+    def _finish_epoch(self) -> None:
         pos = self.position
         started = time.perf_counter()
         outputs = forward_split(
@@ -260,7 +258,13 @@ class FineTuner:
         path = self.cell_dir / LAST
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(
+                f"resume checkpoint {path} is unreadable ({type(exc).__name__}); delete it to "
+                "restart this cell from scratch"
+            ) from None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -68,4 +68,5 @@ class Method(ABC):
 
 
 def cell_id(hparams: dict[str, float]) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in hparams.items()) or "sweep"
+    """Directory name of a cell; ``repr`` keeps every distinct value distinct."""
+    return ",".join(f"{k}={float(v)!r}" for k, v in hparams.items()) or "sweep"

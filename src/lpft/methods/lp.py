@@ -9,6 +9,7 @@ import torch
 from lpft.config import LinearProbeOptions
 from lpft.engine.evaluate import accuracy
 from lpft.engine.logreg import LogisticRegressionPath, predict_logits
+from lpft.errors import CheckpointError
 from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, Method
 from lpft.methods.registry import METHODS
@@ -83,5 +84,11 @@ class LinearProbe(Method):
 
 def load_head(cell_dir: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The (weight, bias) of one C from an LP cell, in raw-feature coordinates."""
-    heads = torch.load(Path(cell_dir) / HEADS, map_location="cpu", weights_only=True)
-    return heads["weight"][index], heads["bias"][index]
+    path = Path(cell_dir) / HEADS
+    try:
+        heads = torch.load(path, map_location="cpu", weights_only=True)
+        return heads["weight"][index], heads["bias"][index]
+    except (OSError, RuntimeError, KeyError, IndexError) as exc:
+        raise CheckpointError(
+            f"{path}: LP heads unreadable ({type(exc).__name__}); delete {path.parent} to refit LP"
+        ) from None

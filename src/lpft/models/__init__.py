@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from lpft.errors import CheckpointError, ConfigError
-from lpft.models.backbone import Backbone, Classifier, InputSpec, set_batchnorm_mode
+from lpft.models.backbone import Backbone, Classifier, InputSpec, set_training_mode
 from lpft.models.checkpoint import (
     load_state_dict_strictly,
     read_checkpoint,
@@ -35,7 +35,7 @@ __all__ = [
     "load_backbone_file",
     "parse_model_spec",
     "save_backbone_checkpoint",
-    "set_batchnorm_mode",
+    "set_training_mode",
     "shipped_checkpoint_path",
 ]
 

@@ -44,8 +44,7 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def set_batchnorm_mode(model: nn.Module, mode: str) -> None:
-    """Put every BatchNorm layer in train or eval mode (the rest of the model is untouched)."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train(mode == "train")
+def set_training_mode(model: nn.Module, batchnorm: str) -> None:
+    """Training mode for fine-tuning: ``"train"`` as usual, ``"eval"`` the whole network in
+    eval mode (BatchNorm statistics frozen, dropout off), as the official LP-FT code does."""
+    model.train(batchnorm == "train")

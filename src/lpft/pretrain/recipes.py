@@ -42,7 +42,7 @@ class Recipe:
         data["letter_styles"] = list(self.letter_styles)
         return data
 
-    def shortened(self, **changes: Any) -> Recipe:
+    def with_changes(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lpft.errors import ConfigError
+from lpft.io import atomic_write_json
 from lpft.theory.bounds import Theorem31Bound, theorem31_bound
 from lpft.theory.dynamics import (
     FlowConfig,
@@ -152,7 +152,7 @@ def write_outputs(report: TheoryReport, out_dir: Path) -> list[Path]:
             plot_sweeps(list(report.sweeps.values()), out_dir / "sweeps.png", sweeps_title)
         )
     json_path = out_dir / JSON_NAME
-    json_path.write_text(json.dumps(report_to_dict(report), indent=2) + "\n")
+    atomic_write_json(json_path, report_to_dict(report))
     return [*paths, json_path]
 
 
