@@ -41,7 +41,7 @@ from lpft.io import (
     run_lock,
 )
 from lpft.methods import method_for
-from lpft.methods.lp import load_head
+from lpft.methods.lp import load_heads
 from lpft.models import Classifier, create_backbone
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -210,25 +210,34 @@ class Runner:
                 if cell.status != "done":
                     continue
                 if cell.metrics is None:
-                    cell.metrics = [self._evaluate(ctx, cell, c) for c in cell.candidates]
+                    cell.metrics = self._evaluate_cell(ctx, cell)
                     self.rundir.save_metrics(cell)
                 if not self.config.keep_checkpoints:
                     for candidate in cell.candidates:
                         if candidate.kind == "model":
                             (cell.directory / candidate.artifact).unlink(missing_ok=True)
 
-    def _evaluate(self, ctx: RunContext, cell: CellRecord, candidate) -> dict[str, Any]:
+    def _evaluate_cell(self, ctx: RunContext, cell: CellRecord) -> list[dict[str, Any]]:
+        """Metrics of every candidate; an LP cell's heads are read from disk once."""
+        if cell.candidates and cell.candidates[0].kind == "head":
+            weights, biases = load_heads(cell.directory)
+            return [
+                self._evaluate_head(ctx, weights[c.index], biases[c.index]) for c in cell.candidates
+            ]
+        return [self._evaluate_model(ctx, cell, c) for c in cell.candidates]
+
+    def _evaluate_head(
+        self, ctx: RunContext, weight: torch.Tensor, bias: torch.Tensor
+    ) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"ood": {}}
+        for name, split in ctx.benchmark.eval_splits().items():
+            pre = ctx.features.get(name)
+            logits = predict_logits(pre.features, weight, bias)
+            self._store_accuracy(metrics, name, accuracy(logits, pre.labels, split.class_subset))
+        return metrics
+
+    def _evaluate_model(self, ctx: RunContext, cell: CellRecord, candidate) -> dict[str, Any]:
         splits = ctx.benchmark.eval_splits()
-        if candidate.kind == "head":
-            weight, bias = load_head(cell.directory, candidate.index)
-            metrics: dict[str, Any] = {"ood": {}}
-            for name, split in splits.items():
-                pre = ctx.features.get(name)
-                logits = predict_logits(pre.features, weight, bias)
-                self._store_accuracy(
-                    metrics, name, accuracy(logits, pre.labels, split.class_subset)
-                )
-            return metrics
         model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
         state = torch.load(
             cell.directory / candidate.artifact, map_location="cpu", weights_only=True

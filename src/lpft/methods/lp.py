@@ -82,13 +82,19 @@ class LinearProbe(Method):
         return {"batchnorm": "frozen", "grid": f"C: {len(options.C)} values"}
 
 
-def load_head(cell_dir: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (weight, bias) of one C from an LP cell, in raw-feature coordinates."""
+def load_heads(cell_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every C's (weight, bias) of an LP cell, stacked, in raw-feature coordinates."""
     path = Path(cell_dir) / HEADS
     try:
         heads = torch.load(path, map_location="cpu", weights_only=True)
-        return heads["weight"][index], heads["bias"][index]
-    except (OSError, RuntimeError, KeyError, IndexError) as exc:
+        return heads["weight"], heads["bias"]
+    except (OSError, RuntimeError, KeyError) as exc:
         raise CheckpointError(
             f"{path}: LP heads unreadable ({type(exc).__name__}); delete {path.parent} to refit LP"
         ) from None
+
+
+def load_head(cell_dir: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (weight, bias) of one C from an LP cell."""
+    weights, biases = load_heads(cell_dir)
+    return weights[index], biases[index]
