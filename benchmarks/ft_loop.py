@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lpft.config import FineTuneOptions
-from lpft.engine.features import autocast
-from lpft.engine.loaders import EpochSampler, TensorImageDataset, eval_loader, train_loader
-from lpft.engine.trainer import FineTuner, build_optimizer, cosine_with_warmup
 from lpft.models import Classifier
 from lpft.models.glyph_resnet import GlyphResNet
+from lpft.training.features import autocast
+from lpft.training.loaders import EpochSampler, TensorImageDataset, eval_loader, train_loader
+from lpft.training.trainer import FineTuner, TrainingOptions, build_optimizer, cosine_with_warmup
 
 CLASSES = 10
 
@@ -110,7 +109,7 @@ def main() -> None:
     template = Classifier(GlyphResNet(widths, 2, args.size), CLASSES).to(device)
     data = synthetic(args.n, args.size, seed=0)
     val = synthetic(args.batch_size, args.size, seed=1)
-    options = FineTuneOptions(epochs=args.epochs, batch_size=args.batch_size)
+    options = TrainingOptions(epochs=args.epochs, batch_size=args.batch_size)
     lr = 1e-3
 
     bare = best_of(

@@ -21,8 +21,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from lpft.config import default_c_grid
-from lpft.engine.logreg import LogisticRegressionPath, predict_logits
+from lpft.methods.lp import default_c_grid
+from lpft.training.logreg import LogisticRegressionPath, predict_logits
 
 SKLEARN_TOL = 1e-6
 SKLEARN_MAX_ITER = 5000

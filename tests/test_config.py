@@ -7,15 +7,10 @@ from pathlib import Path
 import pytest
 
 from lpft.cli.main import main
-from lpft.config import (
-    PAPER_FT_LRS,
-    PAPER_LPFT_LRS,
-    FineTuneOptions,
-    LPFTOptions,
-    parse_set_option,
-    resolve_config,
-)
+from lpft.config import parse_set_option, resolve_config
 from lpft.errors import ConfigError
+from lpft.methods.finetune import PAPER_FT_LRS, FineTuneOptions
+from lpft.methods.lpft import PAPER_LPFT_LRS, LPFTOptions
 
 
 def test_paper_defaults_apply_without_a_benchmark_override() -> None:

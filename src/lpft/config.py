@@ -11,84 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from lpft.errors import ConfigError
-from lpft.registry import nearest_names
-
-PAPER_FT_LRS = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-PAPER_LPFT_LRS = [3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
+from lpft.registry import BENCHMARKS, METHODS, method_base_name, parse_model_spec
+from lpft.validation import StrictModel, format_validation_error, validate_options
 
 
-def default_c_grid() -> list[float]:
-    """Inverse regularisation strengths: the paper's range [1e-7, 1e2], 6 values per decade."""
-    return [float(c) for c in np.logspace(-7, 2, 55)]
-
-
-def _unique(values: list[float]) -> list[float]:
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise ValueError(f"values must be distinct, {repeated} repeated")
-    return values
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class LinearProbeOptions(StrictModel):
-    """L2-regularised multinomial logistic regression on frozen features."""
-
-    C: list[PositiveFloat] = Field(default_factory=default_c_grid, min_length=1)
-    standardize: Literal["scalar", "none"] = "scalar"
-    solver: Literal["auto", "newton", "lbfgs"] = "auto"
-    tol: float = Field(1e-7, gt=0, le=1e-2)
-    max_iter: int = Field(1000, ge=1)
-
-    @field_validator("C")
-    @classmethod
-    def _sorted_unique(cls, grid: list[float]) -> list[float]:
-        return sorted(_unique(grid))
-
-
-class FineTuneOptions(StrictModel):
-    """End-to-end training of backbone and head; LP-FT uses the same options."""
-
-    lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_FT_LRS), min_length=1)
-    epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_epochs: float = Field(0.0, ge=0.0)
-    head_init: Literal["default", "zero"] = "default"
-    # "eval" trains with the whole network in eval mode (BatchNorm statistics frozen, dropout
-    # off), as the official LP-FT code does; "train" is ordinary training mode.
-    batchnorm: Literal["train", "eval"] = "train"
-    checkpoint_every_steps: int | None = Field(None, ge=1)
-
-    @field_validator("lrs")
-    @classmethod
-    def _unique_lrs(cls, lrs: list[float]) -> list[float]:
-        return _unique(lrs)
-
-
-class LPFTOptions(FineTuneOptions):
-    """FT started from the LP head: the paper's smaller LR grid and frozen BatchNorm statistics."""
-
-    lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_LPFT_LRS), min_length=1)
-    head_init: Literal["lp"] = "lp"
-    batchnorm: Literal["train", "eval"] = "eval"
+def method_class(key: str) -> Any:
+    """The registered method class of a run's method key (``name`` or ``name@label``)."""
+    return METHODS.get(method_base_name(key))
 
 
 class RunConfig(StrictModel):
@@ -111,8 +44,6 @@ class RunConfig(StrictModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, spec: str) -> str:
-        from lpft.models import parse_model_spec
-
         parse_model_spec(spec)
         return spec
 
@@ -128,37 +59,31 @@ class RunConfig(StrictModel):
     @field_validator("methods")
     @classmethod
     def _validate_methods(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from lpft.methods import method_for
-
         if not value:
             raise ValueError("at least one method is required")
-        validated = {}
-        for name, options in value.items():
-            model = method_for(name).options_model
-            if isinstance(options, BaseModel):
-                options = options.model_dump()
-            try:
-                validated[name] = model.model_validate(options or {})
-            except ValidationError as exc:
-                raise ConfigError(
-                    format_validation_error(exc, model, "config", prefix=("methods", name))
-                ) from None
-        return validated
+        return {
+            name: validate_options(
+                method_class(name).options_model, options, "config", prefix=("methods", name)
+            )
+            for name, options in value.items()
+        }
 
     @model_validator(mode="after")
     def _known_benchmark_options(self) -> RunConfig:
-        from lpft.data import validate_benchmark_options
-
-        validate_benchmark_options(self.benchmark, self.benchmark_options)
+        options_model = BENCHMARKS.get(self.benchmark).options_model
+        try:
+            validate_options(
+                options_model, self.benchmark_options, "config", prefix=("benchmark_options",)
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (benchmark '{self.benchmark}')") from None
         return self
 
     def method_options(self, name: str) -> BaseModel:
         """Options for ``name``; a method that is a dependency but not requested gets defaults."""
         if name in self.methods:
             return self.methods[name]
-        from lpft.methods import method_for
-
-        return method_for(name).options_model()
+        return method_class(name).options_model()
 
     def to_plain(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -167,39 +92,6 @@ class RunConfig(StrictModel):
 
 
 QUICK_SEEDS = 2
-QUICK_EPOCHS = 2
-
-
-def _error_location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "config"
-
-
-def format_validation_error(
-    exc: ValidationError, model: type[BaseModel], source: str, prefix: tuple[str, ...] = ()
-) -> str:
-    """One line for the first error: the dotted key, what is wrong, and what is allowed."""
-    err = exc.errors()[0]
-    where = _error_location((*prefix, *err["loc"]))
-    if err["type"] == "extra_forbidden":
-        parent = _model_at(model, err["loc"][:-1])
-        allowed = list(parent.model_fields) if parent is not None else []
-        key = str(err["loc"][-1])
-        close = nearest_names(key, allowed)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return f"{source}: unknown key '{where}' (allowed: {', '.join(allowed)}){hint}"
-    message = err["msg"].removeprefix("Value error, ")
-    return f"{source}: {where}={err.get('input')!r} is invalid: {message}"
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The nested options model at a validation error's location (for its allowed keys)."""
-    current: type[BaseModel] | None = model
-    for part in loc:
-        field = current.model_fields.get(str(part)) if current is not None else None
-        annotation = getattr(field, "annotation", None)
-        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        current = annotation if is_model else None
-    return current
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -235,20 +127,14 @@ def _normalise_methods(layer: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_quick_profile(raw: dict[str, Any]) -> dict[str, Any]:
-    """Seconds-long smoke profile: 2 seeds, 2 epochs, one LR per method, a coarse C grid."""
-    from lpft.methods import method_for
-
+    """Seconds-long smoke profile: 2 seeds, and each method's own smaller sweep
+    (``Method.quick_options``: e.g. 2 epochs and one learning rate, a coarse C grid)."""
     quick: dict[str, Any] = {"seeds": QUICK_SEEDS, "methods": {}}
     for name, options in raw.get("methods", {}).items():
-        model = method_for(name).options_model
-        defaults = model.model_validate(options or {})
-        update: dict[str, Any] = {}
-        if isinstance(defaults, FineTuneOptions):
-            middle = defaults.lrs[len(defaults.lrs) // 2]
-            update = {"epochs": QUICK_EPOCHS, "lrs": [middle]}
-        elif isinstance(defaults, LinearProbeOptions):
-            update = {"C": defaults.C[::3]}
-        quick["methods"][name] = update
+        method = method_class(name)()
+        quick["methods"][name] = method.quick_options(
+            method.options_model.model_validate(options or {})
+        )
     return deep_merge(raw, quick)
 
 
@@ -264,16 +150,13 @@ def resolve_config(
     ``every_method`` holds options (e.g. ``epochs``, ``lrs``) applied to each method whose
     options have that field, as the CLI's ``--epochs`` and ``--lrs`` do.
     """
-    from lpft.data import benchmark_defaults
-    from lpft.methods import method_for
-
     file_layer = _normalise_methods(load_yaml_config(yaml_path)) if yaml_path else {}
     override_layer = _normalise_methods(dict(overrides or {}))
     source = str(yaml_path) if yaml_path else "config"
 
     top = deep_merge(file_layer, override_layer)
     benchmark = top.get("benchmark", RunConfig.model_fields["benchmark"].default)
-    bench_layer = benchmark_defaults(benchmark)
+    bench_layer = BENCHMARKS.get(benchmark).defaults
     method_names = list(
         override_layer.get("methods")
         or file_layer.get("methods")
@@ -281,7 +164,7 @@ def resolve_config(
         or RunConfig().methods
     )
     for name in method_names:
-        method_for(name)
+        method_class(name)
 
     raw: dict[str, Any] = {"methods": {name: {} for name in method_names}}
     raw = deep_merge(raw, _benchmark_method_defaults(bench_layer, method_names))
@@ -298,23 +181,19 @@ def resolve_config(
 
 def _benchmark_method_defaults(layer: dict[str, Any], method_names: list[str]) -> dict[str, Any]:
     """A benchmark's defaults for ``ft`` also apply to variants such as ``ft@bn-eval``."""
-    from lpft.methods import base_name
-
     methods = layer.get("methods") or {}
     layer = {k: v for k, v in layer.items() if k != "methods"}
     layer["methods"] = {}
     for name in method_names:
-        base = dict(methods.get(base_name(name)) or {})
+        base = dict(methods.get(method_base_name(name)) or {})
         layer["methods"][name] = deep_merge(base, methods.get(name) or {})
     return layer
 
 
 def _broadcast_to_methods(options: dict[str, Any], method_names: list[str]) -> dict[str, Any]:
-    from lpft.methods import method_for
-
     methods = {}
     for name in method_names:
-        fields = method_for(name).options_model.model_fields
+        fields = method_class(name).options_model.model_fields
         methods[name] = {k: v for k, v in options.items() if k in fields}
     return {"methods": methods}
 

@@ -1,19 +1,50 @@
-"""A tiny name -> object registry, shared by backbones, benchmarks and methods.
+"""Name -> object registries for the three things users add: methods, benchmarks, backbones.
 
-Adding a benchmark, backbone source or method means decorating one function or class with
-``@REGISTRY.register("name")``; everything else (CLI choices, config validation, error messages
-with the nearest valid names) reads from the registry.
+Adding one means decorating one class or function with ``@REGISTRY.register("name")`` in a module
+that registers itself on import. lpft's own modules and those of any installed package that
+declares an ``lpft.plugins`` entry point are imported the first time a registry is read, so
+everything that validates names (CLI choices, configuration, error messages with the nearest
+valid names) sees built-in and third-party entries alike, and nothing has to import the methods,
+benchmarks or backbones to look them up.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
 
 from lpft.errors import ConfigError
 
 T = TypeVar("T")
+
+PLUGIN_GROUP = "lpft.plugins"
+# lpft's own plugins: each package registers its entries when imported.
+BUILTIN_PLUGINS = ("lpft.models", "lpft.data", "lpft.methods")
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import lpft's own registering packages, then every ``lpft.plugins`` entry point, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in BUILTIN_PLUGINS:
+        importlib.import_module(module)
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            loaded = entry.load()
+        except Exception as exc:
+            raise ConfigError(
+                f"plugin '{entry.name}' ({entry.value}) failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if callable(loaded):
+            loaded()
 
 
 def nearest_names(name: str, candidates: list[str], n: int = 3) -> list[str]:
@@ -28,8 +59,11 @@ def unknown_name_message(kind: str, name: str, candidates: list[str]) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """Registered objects by name. ``plugins=True`` registries load plugins before lookups."""
+
+    def __init__(self, kind: str, plugins: bool = False) -> None:
         self.kind = kind
+        self.plugins = plugins
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -42,10 +76,39 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        if self.plugins:
+            load_plugins()
         try:
             return self._entries[name]
         except KeyError:
             raise ConfigError(unknown_name_message(self.kind, name, self.names())) from None
 
     def names(self) -> list[str]:
+        if self.plugins:
+            load_plugins()
         return list(self._entries)
+
+
+# Method classes (``lpft.methods.base.Method`` subclasses) by name.
+METHODS: Registry[Any] = Registry("method", plugins=True)
+# Benchmark entries (``lpft.data.benchmark.BenchmarkEntry``) by name.
+BENCHMARKS: Registry[Any] = Registry("benchmark", plugins=True)
+# Backbone sources: ``source`` of a ``source:name`` model spec -> ``BackboneSource``.
+BACKBONE_SOURCES: Registry[Any] = Registry("backbone source", plugins=True)
+
+
+def method_base_name(key: str) -> str:
+    """``ft@bn-eval`` -> ``ft``: a run's method key is ``name`` or ``name@label`` (a variant)."""
+    return key.split("@", 1)[0]
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """Split a backbone spec ``source:name`` and check both parts against the sources."""
+    source, sep, name = spec.partition(":")
+    if not sep or not name:
+        raise ConfigError(
+            f"model spec '{spec}' must look like SOURCE:NAME "
+            f"(sources: {', '.join(BACKBONE_SOURCES.names())})"
+        )
+    BACKBONE_SOURCES.get(source).check(name)
+    return source, name

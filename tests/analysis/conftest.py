@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lpft.engine.results import summarise
+from lpft.run.results import summarise
 
 LP_CS = [1e-4, 1e-2, 1.0, 100.0]
 FT_LRS = [1e-3, 1e-2, 1e-1]

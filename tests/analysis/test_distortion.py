@@ -7,9 +7,9 @@ import copy
 import torch
 
 from lpft.analysis.distortion import distortion, feature_change, linear_cka
-from lpft.engine.features import forward_split
-from lpft.engine.loaders import TensorImageDataset, eval_loader
 from lpft.models.glyph_resnet import GlyphResNet
+from lpft.training.features import forward_split
+from lpft.training.loaders import TensorImageDataset, eval_loader
 
 CPU = torch.device("cpu")
 

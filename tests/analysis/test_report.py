@@ -12,8 +12,8 @@ from lpft.analysis import figures
 from lpft.analysis.report import load_runs, write_report
 from lpft.cli import main as cli_main
 from lpft.cli.main import main
-from lpft.engine.results import summarise
 from lpft.errors import LpftError
+from lpft.run.results import summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL_FIGURES = {spec.name for spec in figures.FIGURE_SPECS}

@@ -6,13 +6,13 @@ import torch
 
 from lpft.config import resolve_config
 from lpft.data import BuildContext, build_transform, create_benchmark
-from lpft.engine.features import forward_split
-from lpft.engine.loaders import TensorImageDataset, TransformedDataset, eval_loader
-from lpft.engine.logreg import predict_logits
-from lpft.engine.runner import Runner
-from lpft.engine.trainer import FineTuner
-from lpft.methods.lp import load_head
+from lpft.methods.lp import load_heads
 from lpft.models import create_backbone
+from lpft.run.runner import Runner
+from lpft.training.features import forward_split
+from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
+from lpft.training.logreg import predict_logits
+from lpft.training.trainer import FineTuner
 
 
 def lp_logits_on_id_val(runner: Runner, weight: torch.Tensor, bias: torch.Tensor):
@@ -46,6 +46,7 @@ def test_lpft_first_logits_equal_the_lp_solution(tiny_overrides: dict, monkeypat
     lp_cell = runner.cells["lp"][0]
     selected_c = results["methods"]["lp"]["seeds"][0]["selected"]["hparams"]["C"]
     index = [c.hparams["C"] for c in lp_cell.candidates].index(selected_c)
-    weight, bias = load_head(lp_cell.directory, index)
+    weights, biases = load_heads(lp_cell.directory)
+    weight, bias = weights[index], biases[index]
     expected = lp_logits_on_id_val(runner, weight, bias)
     torch.testing.assert_close(captured["logits"], expected, rtol=1e-4, atol=1e-4)

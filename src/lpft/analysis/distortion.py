@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lpft.engine.features import ForwardOutputs
+from lpft.training.features import ForwardOutputs
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

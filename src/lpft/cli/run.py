@@ -103,7 +103,7 @@ def resume_config_path(args: argparse.Namespace) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lpft.engine.runner import Runner
+    from lpft.run.runner import Runner
 
     overrides = overrides_from_args(args)
     if args.resume is not None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from torch.utils.data import Dataset
 
 from lpft.errors import ConfigError, DataError
-from lpft.registry import Registry
+from lpft.registry import BENCHMARKS
+from lpft.validation import validate_options
 
 ID_SPLITS = ("id_train", "id_val", "id_test")
 
@@ -73,9 +74,6 @@ class BenchmarkEntry:
     defaults: dict[str, Any]
 
 
-BENCHMARKS: Registry[BenchmarkEntry] = Registry("benchmark")
-
-
 def register_benchmark(
     name: str,
     options_model: type[BaseModel] = NoOptions,
@@ -99,14 +97,11 @@ def benchmark_defaults(name: str) -> dict[str, Any]:
 
 
 def validate_benchmark_options(name: str, options: dict[str, Any]) -> BaseModel:
-    from lpft.config import format_validation_error
-
     model = BENCHMARKS.get(name).options_model
     try:
-        return model.model_validate(options)
-    except ValidationError as exc:
-        message = format_validation_error(exc, model, "config", prefix=("benchmark_options",))
-        raise ConfigError(f"{message} (benchmark '{name}')") from None
+        return validate_options(model, options, "config", prefix=("benchmark_options",))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (benchmark '{name}')") from None
 
 
 def create_benchmark(name: str, options: dict[str, Any], context: BuildContext) -> Benchmark:

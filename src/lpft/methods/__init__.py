@@ -1,16 +1,26 @@
 """Transfer methods behind one interface; see ``lpft.methods.base.Method``.
 
-Add a method by subclassing ``Method`` in a module imported below and decorating it with
-``@METHODS.register("name")``.
+A method is one module here (or in a plugin package, see ``lpft.registry``) that subclasses
+``Method`` and decorates it with ``@METHODS.register("name")``; importing it registers it.
 """
 
-from lpft.methods import finetune, lp
-from lpft.methods.base import Candidate, Method, cell_id
-from lpft.methods.registry import METHODS, base_name
+from lpft.methods import finetune, lp, lpft
+from lpft.methods.base import Candidate, Method, Selected, cell_id
+from lpft.registry import METHODS, method_base_name
 
-__all__ = ["METHODS", "Candidate", "Method", "base_name", "cell_id", "finetune", "lp", "method_for"]
+__all__ = [
+    "METHODS",
+    "Candidate",
+    "Method",
+    "Selected",
+    "cell_id",
+    "finetune",
+    "lp",
+    "lpft",
+    "method_for",
+]
 
 
 def method_for(key: str) -> Method:
     """The method instance for a run's method key (``name`` or ``name@label``)."""
-    return METHODS.get(base_name(key))()
+    return METHODS.get(method_base_name(key))()

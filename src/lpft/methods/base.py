@@ -5,19 +5,32 @@ a whole. It yields one or more *candidates* (LP: one per C on its regularisation
 best epoch of one learning rate), each with its ID validation accuracy. The runner selects, per
 method and seed, the candidate with the best ID validation accuracy (first in grid order on
 ties) and only then evaluates on ID test and OOD data.
+
+A method owns its artifacts: it writes them into its cell directory during ``fit`` and turns a
+candidate back into a ``Predictor`` in ``predictors``; the runner never opens them. A method that
+builds on another (LP-FT on LP) names it in ``requires`` and receives that method's selected
+candidate for the same seed, as a ``Selected``, in ``fit``'s ``required`` argument.
+
+What a method may ask of the run is the ``MethodContext`` protocol below, so this package does
+not depend on the run orchestration that drives it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
+import torch
 from pydantic import BaseModel
+from rich.progress import Progress
+from torch.utils.data import DataLoader, Dataset
 
-if TYPE_CHECKING:
-    from lpft.engine.context import RunContext
+from lpft.data.benchmark import Benchmark
+from lpft.models.backbone import Backbone, Classifier
+from lpft.training.features import ForwardOutputs
 
 
 @dataclass
@@ -39,12 +52,70 @@ class Candidate:
         return cls(**data)
 
 
+@dataclass
+class LinearHead:
+    """Predicts with a linear head on the *pretrained* backbone's features (raw coordinates)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+
+@dataclass
+class Network:
+    """Predicts with a whole network (backbone and head), e.g. a fine-tuned one."""
+
+    model: Classifier
+
+
+Predictor = LinearHead | Network
+
+
+@dataclass
+class Selected:
+    """A required method's candidate selected on ID val for one seed, ready to predict with."""
+
+    candidate: Candidate
+    predictor: Predictor
+
+
+class FeatureSource(Protocol):
+    def get(self, split: str, with_blocks: bool = False) -> ForwardOutputs:
+        """The pretrained backbone's outputs on ``split`` (computed once, then reused)."""
+        ...
+
+
+class MethodContext(Protocol):
+    """What the run offers a method while it fits or predicts."""
+
+    benchmark: Benchmark
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    num_workers: int
+    progress: Progress
+    current_label: str
+    features: FeatureSource
+
+    def train_dataset(self, seed: int) -> Dataset:
+        """ID train through the training transform, augmentation seeded by ``seed``."""
+        ...
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """``split`` through the eval transform, in order."""
+        ...
+
+    def fresh_backbone(self) -> Backbone:
+        """An independent copy of the pretrained backbone."""
+        ...
+
+
 class Method(ABC):
     """Subclass, set ``name``/``options_model``, and decorate with ``@METHODS.register(name)``."""
 
     name: ClassVar[str]
     options_model: ClassVar[type[BaseModel]]
+    # Methods whose selected candidate (same seed) this one starts from.
     requires: ClassVar[tuple[str, ...]] = ()
+    # False when the outcome does not depend on the seed: one cell then serves every seed.
     seed_dependent: ClassVar[bool] = True
 
     @abstractmethod
@@ -54,13 +125,39 @@ class Method(ABC):
     @abstractmethod
     def fit(
         self,
-        ctx: RunContext,
+        ctx: MethodContext,
         options: BaseModel,
         hparams: dict[str, float],
         seed: int,
         cell_dir: Path,
+        required: Mapping[str, Selected],
     ) -> list[Candidate]:
         """Train on ID train, score on ID val, save artifacts in ``cell_dir``."""
+
+    @abstractmethod
+    def predictors(
+        self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
+    ) -> Iterator[Predictor]:
+        """One predictor per candidate, in order, built from this method's artifacts."""
+
+    def sweep_axes(self, options: BaseModel) -> tuple[str, ...]:
+        """Names of the hyperparameters a candidate varies over (the tables' and figures' axes),
+        the main axis first."""
+        first = self.cells(options)[0]
+        return tuple(first)
+
+    def quick_options(self, options: BaseModel) -> dict[str, Any]:
+        """Option updates for ``--quick``: a seconds-long version of this method's sweep."""
+        return {}
+
+    def fit_recorded(self, cell_dir: Path) -> None:
+        """Called once the runner has recorded a cell's outcome: drop resume state."""
+        return None
+
+    def release(self, cell_dir: Path, candidates: list[Candidate]) -> None:
+        """Called after every candidate is evaluated (unless checkpoints are kept): delete
+        artifacts that are no longer needed."""
+        return None
 
     def describe(self, options: BaseModel) -> dict[str, str]:
         """Facts a results table must show next to this method (e.g. BatchNorm mode)."""

@@ -1,18 +1,39 @@
-"""``ft`` (full fine-tuning from a fresh head) and ``lpft`` (fine-tuning from the LP head)."""
+"""``ft``: full fine-tuning of backbone and a fresh linear head.
+
+Subclasses change where the head starts (``init_head``), which parameters train at which rate
+(``param_groups``) and what is added to the loss (``loss_term``); the loop is the same.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, PositiveFloat, field_validator
 
-from lpft.config import FineTuneOptions, LPFTOptions
-from lpft.engine.runtime import derive_seed
-from lpft.engine.trainer import BEST, FineTuner
-from lpft.methods.base import Candidate, Method
-from lpft.methods.lp import load_head
-from lpft.methods.registry import METHODS
+from lpft.methods.base import Candidate, Method, MethodContext, Network, Selected
 from lpft.models.backbone import Classifier
+from lpft.registry import METHODS
+from lpft.training.runtime import derive_seed
+from lpft.training.trainer import BEST, LAST, FineTuner, LossTerm, ParamGroup, TrainingOptions
+from lpft.validation import distinct
+
+PAPER_FT_LRS = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+QUICK_EPOCHS = 2
+
+
+class FineTuneOptions(TrainingOptions):
+    """End-to-end training of backbone and head over a learning-rate grid."""
+
+    lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_FT_LRS), min_length=1)
+    head_init: Literal["default", "zero"] = "default"
+
+    @field_validator("lrs")
+    @classmethod
+    def _unique_lrs(cls, lrs: list[float]) -> list[float]:
+        return distinct(lrs)
 
 
 @METHODS.register("ft")
@@ -23,23 +44,42 @@ class FineTune(Method):
     def cells(self, options: FineTuneOptions) -> list[dict[str, float]]:
         return [{"lr": lr} for lr in options.lrs]
 
-    def init_head(self, ctx, model: Classifier, options: FineTuneOptions, seed: int) -> None:
+    def quick_options(self, options: FineTuneOptions) -> dict[str, Any]:
+        return {"epochs": QUICK_EPOCHS, "lrs": [options.lrs[len(options.lrs) // 2]]}
+
+    def init_head(
+        self,
+        model: Classifier,
+        options: FineTuneOptions,
+        required: Mapping[str, Selected],
+    ) -> None:
         """PyTorch's default initialisation (already applied, seeded) or zeros."""
         if options.head_init == "zero":
             torch.nn.init.zeros_(model.head.weight)
             torch.nn.init.zeros_(model.head.bias)
 
+    def param_groups(self, model: Classifier, options: FineTuneOptions) -> list[ParamGroup]:
+        """What trains, at which multiple of the learning rate: here, everything at 1x."""
+        return [ParamGroup(list(model.parameters()))]
+
+    def loss_term(
+        self, model: Classifier, options: FineTuneOptions, hparams: dict[str, float]
+    ) -> LossTerm | None:
+        """A term added to the cross-entropy at each step; none for plain fine-tuning."""
+        return None
+
     def fit(
         self,
-        ctx,
+        ctx: MethodContext,
         options: FineTuneOptions,
         hparams: dict[str, float],
         seed: int,
         cell_dir: Path,
+        required: Mapping[str, Selected],
     ) -> list[Candidate]:
         torch.manual_seed(derive_seed(seed, "init"))
         model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
-        self.init_head(ctx, model, options, seed)
+        self.init_head(model, options, required)
         task = ctx.progress.add_task(f"{ctx.current_label} lr={hparams['lr']:g}", total=None)
         trainer = FineTuner(
             model,
@@ -50,9 +90,11 @@ class FineTune(Method):
             ctx.device,
             cell_dir,
             seed,
-            num_workers=ctx.config.num_workers,
+            num_workers=ctx.num_workers,
             autocast_dtype=ctx.autocast_dtype,
             on_step=lambda done, total: ctx.progress.update(task, completed=done, total=total),
+            param_groups=self.param_groups(model, options),
+            loss_term=self.loss_term(model, options, hparams),
         )
         outcome = trainer.fit()
         ctx.progress.remove_task(task)
@@ -70,23 +112,26 @@ class FineTune(Method):
             )
         ]
 
+    def predictors(
+        self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
+    ) -> Iterator[Network]:
+        for candidate in candidates:
+            model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
+            state = torch.load(
+                Path(cell_dir) / candidate.artifact, map_location="cpu", weights_only=True
+            )
+            model.load_state_dict(state["model"])
+            yield Network(model.to(ctx.device))
+
+    def fit_recorded(self, cell_dir: Path) -> None:
+        (Path(cell_dir) / LAST).unlink(missing_ok=True)
+
+    def release(self, cell_dir: Path, candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            (Path(cell_dir) / candidate.artifact).unlink(missing_ok=True)
+
     def describe(self, options: FineTuneOptions) -> dict[str, str]:
         return {
             "batchnorm": options.batchnorm,
             "grid": "lr: " + ", ".join(f"{lr:g}" for lr in options.lrs),
         }
-
-
-@METHODS.register("lpft")
-class LinearProbeThenFineTune(FineTune):
-    name = "lpft"
-    options_model = LPFTOptions
-    requires = ("lp",)
-
-    def init_head(self, ctx, model: Classifier, options: FineTuneOptions, seed: int) -> None:
-        """Start from the LP solution selected (on ID val) for this seed."""
-        candidate, lp_dir = ctx.selected("lp", seed)
-        weight, bias = load_head(lp_dir, candidate.index)
-        with torch.no_grad():
-            model.head.weight.copy_(weight.to(model.head.weight.dtype))
-            model.head.bias.copy_(bias.to(model.head.bias.dtype))

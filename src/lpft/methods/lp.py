@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import torch
+from pydantic import Field, PositiveFloat, field_validator
 
-from lpft.config import LinearProbeOptions
-from lpft.engine.evaluate import accuracy
-from lpft.engine.logreg import LogisticRegressionPath, predict_logits
 from lpft.errors import CheckpointError
 from lpft.io import atomic_torch_save
-from lpft.methods.base import Candidate, Method
-from lpft.methods.registry import METHODS
+from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Selected
+from lpft.registry import METHODS
+from lpft.training.evaluate import accuracy
+from lpft.training.logreg import LogisticRegressionPath, predict_logits
+from lpft.validation import StrictModel, distinct
 
 HEADS = "heads.pt"
+
+
+def default_c_grid() -> list[float]:
+    """Inverse regularisation strengths: the paper's range [1e-7, 1e2], 6 values per decade."""
+    return [float(c) for c in np.logspace(-7, 2, 55)]
+
+
+class LinearProbeOptions(StrictModel):
+    """L2-regularised multinomial logistic regression on frozen features."""
+
+    C: list[PositiveFloat] = Field(default_factory=default_c_grid, min_length=1)
+    standardize: Literal["scalar", "none"] = "scalar"
+    solver: Literal["auto", "newton", "lbfgs"] = "auto"
+    tol: float = Field(1e-7, gt=0, le=1e-2)
+    max_iter: int = Field(1000, ge=1)
+
+    @field_validator("C")
+    @classmethod
+    def _sorted_unique(cls, grid: list[float]) -> list[float]:
+        return sorted(distinct(grid))
 
 
 @METHODS.register("lp")
@@ -26,13 +50,20 @@ class LinearProbe(Method):
     def cells(self, options: LinearProbeOptions) -> list[dict[str, float]]:
         return [{}]
 
+    def sweep_axes(self, options: LinearProbeOptions) -> tuple[str, ...]:
+        return ("C",)
+
+    def quick_options(self, options: LinearProbeOptions) -> dict[str, Any]:
+        return {"C": options.C[::3]}
+
     def fit(
         self,
-        ctx,
+        ctx: MethodContext,
         options: LinearProbeOptions,
         hparams: dict[str, float],
         seed: int,
         cell_dir: Path,
+        required: Mapping[str, Selected],
     ) -> list[Candidate]:
         train = ctx.features.get("id_train")
         val = ctx.features.get("id_val")
@@ -78,6 +109,14 @@ class LinearProbe(Method):
         )
         return candidates
 
+    def predictors(
+        self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
+    ) -> Iterator[LinearHead]:
+        """Every candidate's head from one read of ``heads.pt``."""
+        weights, biases = load_heads(cell_dir)
+        for candidate in candidates:
+            yield LinearHead(weights[candidate.index], biases[candidate.index])
+
     def describe(self, options: LinearProbeOptions) -> dict[str, str]:
         return {"batchnorm": "frozen", "grid": f"C: {len(options.C)} values"}
 
@@ -92,9 +131,3 @@ def load_heads(cell_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise CheckpointError(
             f"{path}: LP heads unreadable ({type(exc).__name__}); delete {path.parent} to refit LP"
         ) from None
-
-
-def load_head(cell_dir: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (weight, bias) of one C from an LP cell."""
-    weights, biases = load_heads(cell_dir)
-    return weights[index], biases[index]

@@ -1,8 +1,8 @@
 """Backbones: ``create_backbone("source:name")`` and the registries behind it.
 
 Add an architecture with ``@ARCHITECTURES.register(name)`` (a constructor taking keyword
-arguments) and a new spec source with ``@BACKBONE_SOURCES.register(source)`` (a function of the
-part after the colon returning a ``Backbone``).
+arguments) and a new spec source with ``@register_backbone_source(source)`` on a function of the
+part after the colon returning a ``Backbone``.
 """
 
 from __future__ import annotations
@@ -14,33 +14,41 @@ from typing import Any
 
 import torch
 
-from lpft.errors import CheckpointError, ConfigError
-from lpft.models.backbone import Backbone, Classifier, InputSpec, set_training_mode
+from lpft.errors import CheckpointError
+from lpft.models.backbone import (
+    Backbone,
+    BackboneSource,
+    Classifier,
+    InputSpec,
+    register_backbone_source,
+    set_training_mode,
+)
 from lpft.models.checkpoint import (
     load_state_dict_strictly,
     read_checkpoint,
     save_backbone_checkpoint,
 )
 from lpft.models.glyph_resnet import GlyphResNet
-from lpft.registry import Registry
+from lpft.registry import BACKBONE_SOURCES, Registry, parse_model_spec
 
 __all__ = [
     "ARCHITECTURES",
     "BACKBONE_SOURCES",
     "BUILTIN_BACKBONES",
     "Backbone",
+    "BackboneSource",
     "Classifier",
     "InputSpec",
     "create_backbone",
     "load_backbone_file",
     "parse_model_spec",
+    "register_backbone_source",
     "save_backbone_checkpoint",
     "set_training_mode",
     "shipped_checkpoint_path",
 ]
 
 ARCHITECTURES: Registry[Callable[..., Backbone]] = Registry("architecture")
-BACKBONE_SOURCES: Registry[Callable[[str], Backbone]] = Registry("backbone source")
 BUILTIN_BACKBONES: Registry[Callable[[], Backbone]] = Registry("builtin backbone")
 
 ARCHITECTURES.register("glyph-resnet")(GlyphResNet)
@@ -89,31 +97,21 @@ BUILTIN_BACKBONES.register("glyph-resnet-letters")(_shipped("glyph-resnet-letter
 BUILTIN_BACKBONES.register("glyph-resnet-scratch")(_scratch)
 
 
-@BACKBONE_SOURCES.register("builtin")
+def _check_builtin_name(name: str) -> None:
+    BUILTIN_BACKBONES.get(name)
+
+
+@register_backbone_source("builtin", check=_check_builtin_name)
 def _builtin(name: str) -> Backbone:
     return BUILTIN_BACKBONES.get(name)()
 
 
-@BACKBONE_SOURCES.register("file")
+@register_backbone_source("file")
 def _file(path: str) -> Backbone:
     return load_backbone_file(Path(path).expanduser())
-
-
-def parse_model_spec(spec: str) -> tuple[str, str]:
-    """Split ``source:name`` and check that both are known (names only for ``builtin``)."""
-    source, sep, name = spec.partition(":")
-    if not sep or not name:
-        raise ConfigError(
-            f"model spec '{spec}' must look like SOURCE:NAME "
-            f"(sources: {', '.join(BACKBONE_SOURCES.names())})"
-        )
-    BACKBONE_SOURCES.get(source)
-    if source == "builtin":
-        BUILTIN_BACKBONES.get(name)
-    return source, name
 
 
 def create_backbone(spec: str) -> Backbone:
     """Build a pretrained backbone from ``source:name``, e.g. ``builtin:glyph-resnet``."""
     source, name = parse_model_spec(spec)
-    return BACKBONE_SOURCES.get(source)(name)
+    return BACKBONE_SOURCES.get(source).build(name)

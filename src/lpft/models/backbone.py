@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from lpft.registry import BACKBONE_SOURCES
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,28 @@ def set_training_mode(model: nn.Module, batchnorm: str) -> None:
     """Training mode for fine-tuning: ``"train"`` as usual, ``"eval"`` the whole network in
     eval mode (BatchNorm statistics frozen, dropout off), as the official LP-FT code does."""
     model.train(batchnorm == "train")
+
+
+def _accept_any_name(name: str) -> None:
+    """Names of sources such as ``file:`` are only checked when the backbone is built."""
+
+
+@dataclass(frozen=True)
+class BackboneSource:
+    """How to build the backbone of a ``source:name`` spec, and how to check ``name`` early
+    (during configuration validation, before any work)."""
+
+    build: Callable[[str], Backbone]
+    check: Callable[[str], None] = _accept_any_name
+
+
+def register_backbone_source(
+    source: str, check: Callable[[str], None] = _accept_any_name
+) -> Callable[[Callable[[str], Backbone]], Callable[[str], Backbone]]:
+    """Register ``build(name) -> Backbone`` as the source ``source`` of model specs."""
+
+    def decorator(build: Callable[[str], Backbone]) -> Callable[[str], Backbone]:
+        BACKBONE_SOURCES.register(source)(BackboneSource(build, check))
+        return build
+
+    return decorator

@@ -19,13 +19,13 @@ from lpft.config import deep_merge, resolve_config
 from lpft.data.digits_shift import GlyphDataset, handwritten_splits
 from lpft.data.glyphs import FONT_FAMILIES, LETTERS, STYLES, faces_of, render_set
 from lpft.data.transforms import build_transform
-from lpft.engine.loaders import EpochSampler, TensorImageDataset, TransformedDataset
-from lpft.engine.runner import Runner
-from lpft.engine.runtime import configure_determinism, derive_seed, seed_everything
 from lpft.io import atomic_write_json
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.pretrain.recipes import Recipe
+from lpft.run.runner import Runner
+from lpft.training.loaders import EpochSampler, TensorImageDataset, TransformedDataset
+from lpft.training.runtime import configure_determinism, derive_seed, seed_everything
 
 LETTER_STREAM = 10
 MAX_SHIFT = 1

@@ -1,11 +1,11 @@
-"""What a method sees while it runs: data, the pretrained backbone, features, device, progress."""
+"""The run's side of ``lpft.methods.base.MethodContext``: data, the pretrained backbone, its
+features, device and progress, for the methods the runner drives."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from rich.progress import Progress
@@ -14,10 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from lpft.config import RunConfig
 from lpft.data import Benchmark, build_transform
 from lpft.data.transforms import DETERMINISTIC_POLICIES
-from lpft.engine.features import ForwardOutputs, forward_split
-from lpft.engine.loaders import TensorImageDataset, TransformedDataset, eval_loader
-from lpft.methods.base import Candidate
 from lpft.models.backbone import Backbone
+from lpft.training.features import ForwardOutputs, forward_split
+from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
 
 # Pre-transform a split into memory when its pipeline is deterministic and it fits in this.
 MATERIALIZE_MAX_BYTES = 1 << 30
@@ -72,9 +71,12 @@ class RunContext:
     device: torch.device
     progress: Progress
     autocast_dtype: torch.dtype | None
-    selected: Callable[[str, int], tuple[Candidate, Path]]
     current_label: str = ""
     features: FeatureStore = field(init=False)
+
+    @property
+    def num_workers(self) -> int:
+        return self.config.num_workers
 
     def __post_init__(self) -> None:
         self._materialized: dict[str, TensorImageDataset] = {}

@@ -16,22 +16,53 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lpft.config import FineTuneOptions
-from lpft.engine.evaluate import accuracy
-from lpft.engine.features import autocast, forward_split
-from lpft.engine.loaders import EpochSampler, TransformedDataset, train_loader
-from lpft.engine.runtime import derive_seed, rng_state, set_rng_state
 from lpft.errors import CheckpointError, TrainingDivergedError
 from lpft.io import atomic_torch_save
 from lpft.models.backbone import Classifier, set_training_mode
+from lpft.training.evaluate import accuracy
+from lpft.training.features import autocast, forward_split
+from lpft.training.loaders import EpochSampler, TransformedDataset, train_loader
+from lpft.training.runtime import derive_seed, rng_state, set_rng_state
+from lpft.validation import StrictModel
 
 LAST = "last.pt"
 BEST = "best.pt"
+
+
+class TrainingOptions(StrictModel):
+    """How one fine-tuning cell trains (the learning rate is the cell's own hyperparameter)."""
+
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    # "eval" trains with the whole network in eval mode (BatchNorm statistics frozen, dropout
+    # off), as the official LP-FT code does; "train" is ordinary training mode.
+    batchnorm: Literal["train", "eval"] = "train"
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+
+
+@dataclass
+class ParamGroup:
+    """Parameters trained at ``lr_scale`` times the cell's learning rate. Parameters in no group
+    are frozen: they get no gradient and never change."""
+
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+
+
+# An extra loss term of the model, added to the cross-entropy at every step (e.g. L2-SP).
+LossTerm = Callable[[Classifier], torch.Tensor]
 
 
 @dataclass
@@ -76,12 +107,27 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
     return factor
 
 
-def build_optimizer(model: torch.nn.Module, options: FineTuneOptions, lr: float):
+def build_optimizer(
+    model: torch.nn.Module,
+    options: TrainingOptions,
+    lr: float,
+    groups: list[ParamGroup] | None = None,
+) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW over ``groups`` (default: every parameter at ``lr``)."""
+    groups = groups if groups is not None else [ParamGroup(list(model.parameters()))]
+    param_groups = [{"params": g.params, "lr": lr * g.lr_scale} for g in groups if g.params]
     if options.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=options.weight_decay)
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=options.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=options.momentum, weight_decay=options.weight_decay
+        param_groups, lr=lr, momentum=options.momentum, weight_decay=options.weight_decay
     )
+
+
+def freeze_outside(model: torch.nn.Module, groups: list[ParamGroup]) -> None:
+    """Turn off gradients of every parameter of ``model`` that no group trains."""
+    trained = {id(p) for g in groups for p in g.params}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trained)
 
 
 class FineTuner:
@@ -90,7 +136,7 @@ class FineTuner:
     def __init__(
         self,
         model: Classifier,
-        options: FineTuneOptions,
+        options: TrainingOptions,
         lr: float,
         train_data: Dataset,
         val_loader: DataLoader,
@@ -100,8 +146,15 @@ class FineTuner:
         num_workers: int = 0,
         autocast_dtype: torch.dtype | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        param_groups: list[ParamGroup] | None = None,
+        loss_term: LossTerm | None = None,
     ) -> None:
+        """``param_groups`` (default: the whole model at ``lr``) and ``loss_term`` come from the
+        method: per-group learning rates, frozen parameters, regularisers."""
         self.model = model.to(device)
+        self.loss_term = loss_term
+        if param_groups is not None:
+            freeze_outside(self.model, param_groups)
         self.options = options
         self.lr = lr
         self.train_data = train_data
@@ -115,7 +168,7 @@ class FineTuner:
         self.loader = train_loader(train_data, self.sampler, options.batch_size, num_workers)
         self.steps_per_epoch = len(self.loader)
         warmup = round(options.warmup_epochs * self.steps_per_epoch)
-        self.optimizer = build_optimizer(self.model, options, lr)
+        self.optimizer = build_optimizer(self.model, options, lr, param_groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, cosine_with_warmup(self.total_steps, warmup)
         )
@@ -176,6 +229,8 @@ class FineTuner:
         with autocast(self.device, self.autocast_dtype):
             logits = self.model(images)
             loss = F.cross_entropy(logits.float(), labels)
+            if self.loss_term is not None:
+                loss = loss + self.loss_term(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lpft.config import resolve_config
-from lpft.engine.runner import Runner
 from lpft.errors import ConfigError, LpftError, RunLockedError
 from lpft.io import run_lock
+from lpft.run.runner import Runner
 from tests_support import OodGuard, selected_metrics
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lpft.config import FineTuneOptions, LPFTOptions
 from lpft.data import BuildContext, build_transform, create_benchmark
-from lpft.engine.features import forward_split
-from lpft.engine.loaders import TensorImageDataset, TransformedDataset, eval_loader
-from lpft.engine.logreg import LogisticRegressionPath
-from lpft.engine.trainer import LAST, FineTuner
 from lpft.errors import TrainingDivergedError
+from lpft.methods.finetune import FineTuneOptions
+from lpft.methods.lpft import LPFTOptions
 from lpft.models import Classifier, create_backbone
+from lpft.training.features import forward_split
+from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
+from lpft.training.logreg import LogisticRegressionPath
+from lpft.training.trainer import LAST, FineTuner
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from lpft.config import resolve_config
-from lpft.engine.runner import Runner
+from lpft.run.runner import Runner
 from tests_support import all_candidate_metrics
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ CHILD = """
 import json, sys
 import conftest  # registers the tiny benchmark and backbone
 from lpft.config import resolve_config
-from lpft.engine.runner import Runner
+from lpft.run.runner import Runner
 Runner(resolve_config(overrides=json.loads(sys.argv[1])), quiet=True).run()
 """
 

@@ -24,14 +24,6 @@ from lpft.analysis.report import write_report
 from lpft.analysis.tables import markdown_summary
 from lpft.config import RunConfig
 from lpft.data import BuildContext, create_benchmark, lpft_home
-from lpft.engine.context import RunContext
-from lpft.engine.evaluate import accuracy
-from lpft.engine.features import forward_split
-from lpft.engine.logreg import predict_logits
-from lpft.engine.results import assemble, cell_entry, select, selected_entry
-from lpft.engine.rundir import CellRecord, RunDirectory, default_out_dir
-from lpft.engine.runtime import configure_determinism, resolve_device
-from lpft.engine.trainer import LAST
 from lpft.errors import LpftError, TrainingDivergedError
 from lpft.io import (
     atomic_write_json,
@@ -40,9 +32,16 @@ from lpft.io import (
     remove_stale_temporaries,
     run_lock,
 )
-from lpft.methods import method_for
-from lpft.methods.lp import load_heads
-from lpft.models import Classifier, create_backbone
+from lpft.methods import Method, Selected, method_for
+from lpft.methods.base import LinearHead, Network, Predictor
+from lpft.models import create_backbone
+from lpft.run.context import RunContext
+from lpft.run.results import assemble, cell_entry, select, selected_entry
+from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir
+from lpft.training.evaluate import accuracy
+from lpft.training.features import forward_split
+from lpft.training.logreg import predict_logits
+from lpft.training.runtime import configure_determinism, resolve_device
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -110,7 +109,6 @@ class Runner:
                     device=device,
                     progress=progress,
                     autocast_dtype=PRECISIONS[self.config.precision],
-                    selected=self._selected,
                 )
                 self.on_phase("fit")
                 self._fit_all(ctx, started)
@@ -167,12 +165,15 @@ class Runner:
             seed = None
         return [c for c in self.cells[key] if c.seed == seed]
 
-    def _selected(self, key: str, seed: int):
+    def _selected(self, ctx: RunContext, key: str, seed: int) -> Selected:
+        """``key``'s candidate selected on ID val for ``seed``, with its predictor."""
         choice = select(self._cells_of(key, seed))
         if choice is None:
             raise TrainingDivergedError(f"no successful '{key}' cell for seed {seed} to start from")
         cell, index = choice
-        return cell.candidates[index], cell.directory
+        candidate = cell.candidates[index]
+        predictor = next(method_for(key).predictors(ctx, cell.directory, [candidate]))
+        return Selected(candidate, predictor)
 
     def _fit_all(self, ctx: RunContext, started: float) -> None:
         for planned in self.plan:
@@ -187,13 +188,16 @@ class Runner:
                 self._fit_cell(ctx, method, options, cell)
                 self._write_results(ctx, complete=False, started=started)
 
-    def _fit_cell(self, ctx: RunContext, method, options, cell: CellRecord) -> None:
+    def _fit_cell(self, ctx: RunContext, method: Method, options, cell: CellRecord) -> None:
         cell.directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(cell.directory)
         seed = cell.seed if cell.seed is not None else 0
         begun = time.perf_counter()
         try:
-            cell.candidates = method.fit(ctx, options, cell.hparams, seed, cell.directory)
+            required = {key: self._selected(ctx, key, seed) for key in method.requires}
+            cell.candidates = method.fit(
+                ctx, options, cell.hparams, seed, cell.directory, required
+            )
             cell.status = "done"
         except TrainingDivergedError as exc:
             cell.status, cell.error, cell.candidates = "failed", str(exc), []
@@ -202,50 +206,42 @@ class Runner:
             cell.directory.mkdir(parents=True, exist_ok=True)
         cell.seconds = time.perf_counter() - begun
         self.rundir.save_fit(cell)
-        (cell.directory / LAST).unlink(missing_ok=True)
+        method.fit_recorded(cell.directory)
 
     def _evaluate_all(self, ctx: RunContext) -> None:
         for planned in self.plan:
+            method = method_for(planned.key)
             for cell in self.cells[planned.key]:
                 if cell.status != "done":
                     continue
                 if cell.metrics is None:
-                    cell.metrics = self._evaluate_cell(ctx, cell)
+                    predictors = method.predictors(ctx, cell.directory, cell.candidates)
+                    cell.metrics = [self._evaluate(ctx, p) for p in predictors]
                     self.rundir.save_metrics(cell)
                 if not self.config.keep_checkpoints:
-                    for candidate in cell.candidates:
-                        if candidate.kind == "model":
-                            (cell.directory / candidate.artifact).unlink(missing_ok=True)
+                    method.release(cell.directory, cell.candidates)
 
-    def _evaluate_cell(self, ctx: RunContext, cell: CellRecord) -> list[dict[str, Any]]:
-        """Metrics of every candidate; an LP cell's heads are read from disk once."""
-        if cell.candidates and cell.candidates[0].kind == "head":
-            weights, biases = load_heads(cell.directory)
-            return [
-                self._evaluate_head(ctx, weights[c.index], biases[c.index]) for c in cell.candidates
-            ]
-        return [self._evaluate_model(ctx, cell, c) for c in cell.candidates]
+    def _evaluate(self, ctx: RunContext, predictor: Predictor) -> dict[str, Any]:
+        if isinstance(predictor, LinearHead):
+            return self._evaluate_head(ctx, predictor)
+        if isinstance(predictor, Network):
+            return self._evaluate_network(ctx, predictor)
+        raise TypeError(f"unknown predictor {type(predictor).__name__}")
 
-    def _evaluate_head(
-        self, ctx: RunContext, weight: torch.Tensor, bias: torch.Tensor
-    ) -> dict[str, Any]:
+    def _evaluate_head(self, ctx: RunContext, head: LinearHead) -> dict[str, Any]:
+        """Accuracy of a linear head on the pretrained features (already cached)."""
         metrics: dict[str, Any] = {"ood": {}}
         for name, split in ctx.benchmark.eval_splits().items():
             pre = ctx.features.get(name)
-            logits = predict_logits(pre.features, weight, bias)
+            logits = predict_logits(pre.features, head.weight, head.bias)
             self._store_accuracy(metrics, name, accuracy(logits, pre.labels, split.class_subset))
         return metrics
 
-    def _evaluate_model(self, ctx: RunContext, cell: CellRecord, candidate) -> dict[str, Any]:
-        splits = ctx.benchmark.eval_splits()
-        model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
-        state = torch.load(
-            cell.directory / candidate.artifact, map_location="cpu", weights_only=True
-        )
-        model.load_state_dict(state["model"])
-        model.to(ctx.device)
-        metrics = {"ood": {}, "distortion": {}}
-        for name, split in splits.items():
+    def _evaluate_network(self, ctx: RunContext, network: Network) -> dict[str, Any]:
+        """Accuracy of a whole network, and how far its features moved from the pretrained."""
+        model = network.model.to(ctx.device)
+        metrics: dict[str, Any] = {"ood": {}, "distortion": {}}
+        for name, split in ctx.benchmark.eval_splits().items():
             pre = ctx.features.get(name, with_blocks=True)
             post = forward_split(
                 model.backbone,
@@ -285,6 +281,7 @@ class Runner:
                 )
             methods[planned.key] = {
                 "method": method.name,
+                "axes": list(method.sweep_axes(options)),
                 "hidden": planned.hidden,
                 "seed_dependent": method.seed_dependent,
                 "describe": method.describe(options),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lpft.engine.runtime import derive_seed
+from lpft.training.runtime import derive_seed
 
 
 class TransformedDataset(Dataset):

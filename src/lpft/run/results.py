@@ -8,8 +8,8 @@ from typing import Any
 from lpft import RESULTS_SCHEMA, __version__
 from lpft.analysis.stats import CONFIDENCE, mean_ci
 from lpft.data import Benchmark
-from lpft.engine.rundir import CellRecord
 from lpft.methods.base import Candidate
+from lpft.run.rundir import CellRecord
 
 DISTORTION_MEASURES = ("l2", "relative", "cka")
 

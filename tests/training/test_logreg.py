@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from lpft.engine.logreg import LogisticRegressionPath, choose_solver, predict_logits
+from lpft.training.logreg import LogisticRegressionPath, choose_solver, predict_logits
 
 
 def features(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

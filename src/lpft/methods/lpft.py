@@ -1,0 +1,42 @@
+"""``lpft``: fine-tuning that starts from the linear probe's head (Kumar et al., ICLR 2022)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from pydantic import Field, PositiveFloat
+
+from lpft.methods.base import LinearHead, Selected
+from lpft.methods.finetune import FineTune, FineTuneOptions
+from lpft.models.backbone import Classifier
+from lpft.registry import METHODS
+
+PAPER_LPFT_LRS = [3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
+
+
+class LPFTOptions(FineTuneOptions):
+    """FT started from the LP head: the paper's smaller LR grid and frozen BatchNorm statistics."""
+
+    lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_LPFT_LRS), min_length=1)
+    head_init: Literal["lp"] = "lp"
+    batchnorm: Literal["train", "eval"] = "eval"
+
+
+@METHODS.register("lpft")
+class LinearProbeThenFineTune(FineTune):
+    name = "lpft"
+    options_model = LPFTOptions
+    requires = ("lp",)
+
+    def init_head(
+        self, model: Classifier, options: FineTuneOptions, required: Mapping[str, Selected]
+    ) -> None:
+        """Start from the LP solution selected (on ID val) for this seed."""
+        head = required["lp"].predictor
+        if not isinstance(head, LinearHead):
+            raise TypeError(f"lpft needs a linear head from 'lp', got {type(head).__name__}")
+        with torch.no_grad():
+            model.head.weight.copy_(head.weight.to(model.head.weight.dtype))
+            model.head.bias.copy_(head.bias.to(model.head.bias.dtype))

@@ -1,0 +1,1 @@
+"""What drives methods: the runner (fit, select, evaluate), its context, run directory, results."""
