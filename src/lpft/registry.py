@@ -13,8 +13,10 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
 from lpft.errors import ConfigError
 
@@ -102,13 +104,63 @@ def method_base_name(key: str) -> str:
     return key.split("@", 1)[0]
 
 
-def parse_model_spec(spec: str) -> tuple[str, str]:
-    """Split a backbone spec ``source:name`` and check both parts against the sources."""
-    source, sep, name = spec.partition(":")
+RANDOM_WEIGHTS = "random"
+PRETRAINED_WEIGHTS = "pretrained"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A backbone spec ``source:name[?key=value&...]``; every source but ``builtin`` accepts
+    ``weights=random`` (the architecture with seeded random weights, nothing downloaded)."""
+
+    source: str
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> str:
+        return self.options.get("weights", PRETRAINED_WEIGHTS)
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
+
+    def with_options(self, **options: str) -> ModelSpec:
+        return ModelSpec(self.source, self.name, {**self.options, **options})
+
+    def __str__(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.source}:{self.name}" + (f"?{query}" if query else "")
+
+
+def split_model_spec(spec: str) -> ModelSpec:
+    """``source:name?key=value`` into its parts, unchecked."""
+    source, sep, rest = spec.partition(":")
+    name, _, query = rest.partition("?")
     if not sep or not name:
         raise ConfigError(
             f"model spec '{spec}' must look like SOURCE:NAME "
             f"(sources: {', '.join(BACKBONE_SOURCES.names())})"
         )
-    BACKBONE_SOURCES.get(source).check(name)
-    return source, name
+    options = dict(parse_qsl(query, keep_blank_values=True, separator="&")) if query else {}
+    return ModelSpec(source, name, options)
+
+
+def check_model_spec(spec: ModelSpec) -> ModelSpec:
+    """Check the source, the option keys, and what the source checks without building (e.g.
+    builtin names, torchvision weights enums), so a bad spec fails before any work."""
+    entry = BACKBONE_SOURCES.get(spec.source)
+    unknown = sorted(set(spec.options) - entry.options)
+    if unknown:
+        allowed = ", ".join(sorted(entry.options)) or "none"
+        raise ConfigError(
+            f"model spec '{spec}': unknown option {unknown[0]!r} for source '{spec.source}' "
+            f"(allowed: {allowed})"
+        )
+    entry.check(spec)
+    return spec
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Split a backbone spec ``source:name[?options]`` and check it against its source."""
+    return check_model_spec(split_model_spec(spec))

@@ -13,7 +13,7 @@ import sys
 from lpft import __version__
 from lpft.errors import LpftError
 
-SUBCOMMANDS = ("run", "pretrain", "theory", "report")
+SUBCOMMANDS = ("run", "models", "pretrain", "theory", "report")
 USAGE_ERROR = 2
 
 

@@ -39,6 +39,8 @@ class Benchmark:
     ood: dict[str, EvalSplit]
     augment: str = "none"
     bad_images: list[str] = field(default_factory=list)
+    # Facts about how the splits were made (e.g. a val split drawn from train), for results.json.
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         taken = sorted(set(self.ood) & set(ID_SPLITS))

@@ -1,4 +1,9 @@
-"""Image pipelines: the benchmark's augmentation policy at the backbone's input size."""
+"""Image pipelines: the benchmark's augmentation policy at the backbone's input size.
+
+Sizes, interpolation, crop fraction and normalisation come from the backbone's ``InputSpec``,
+which each model source fills from its own library. Natural-image backbones (``crop_pct`` set)
+are evaluated on a short-side resize and a centre crop, never a squashing resize.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,12 @@ from torchvision.transforms import v2
 from lpft.errors import ConfigError
 from lpft.models.backbone import InputSpec
 
-# Eval-time resize factor for crop-based policies (256 -> 224, the ImageNet convention).
+# Eval-time resize factor for crop-based policies when the backbone names none (256 -> 224).
 CROP_RATIO = 0.875
+
+
+def _interpolation(spec: InputSpec) -> v2.InterpolationMode:
+    return v2.InterpolationMode(spec.interpolation)
 
 
 def _to_tensor(spec: InputSpec) -> list[Callable]:
@@ -24,20 +33,33 @@ def _to_tensor(spec: InputSpec) -> list[Callable]:
 
 
 def _resize_only(spec: InputSpec) -> list[Callable]:
-    return [v2.Resize((spec.size, spec.size), antialias=True)]
+    """Fixed-format inputs are resized whole; natural images keep their aspect ratio."""
+    if spec.crop_pct is not None:
+        return _resize_center_crop(spec)
+    return [v2.Resize((spec.size, spec.size), _interpolation(spec), antialias=True)]
+
+
+def _short_side(spec: InputSpec) -> int:
+    return round(spec.size / (spec.crop_pct or CROP_RATIO))
 
 
 def _resize_center_crop(spec: InputSpec) -> list[Callable]:
-    return [v2.Resize(round(spec.size / CROP_RATIO), antialias=True), v2.CenterCrop(spec.size)]
+    return [
+        v2.Resize(_short_side(spec), _interpolation(spec), antialias=True),
+        v2.CenterCrop(spec.size),
+    ]
 
 
 def _random_resized_crop_flip(spec: InputSpec) -> list[Callable]:
-    return [v2.RandomResizedCrop(spec.size, antialias=True), v2.RandomHorizontalFlip()]
+    return [
+        v2.RandomResizedCrop(spec.size, interpolation=_interpolation(spec), antialias=True),
+        v2.RandomHorizontalFlip(),
+    ]
 
 
 def _resize_random_crop_flip(spec: InputSpec) -> list[Callable]:
     return [
-        v2.Resize(round(spec.size / CROP_RATIO), antialias=True),
+        v2.Resize(_short_side(spec), _interpolation(spec), antialias=True),
         v2.RandomCrop(spec.size),
         v2.RandomHorizontalFlip(),
     ]

@@ -13,8 +13,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, PositiveFloat, field_validator
 
+from lpft.errors import ConfigError
 from lpft.methods.base import Candidate, Method, MethodContext, Network, Selected
-from lpft.models.backbone import Classifier
+from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
 from lpft.training.runtime import derive_seed
 from lpft.training.trainer import BEST, LAST, FineTuner, LossTerm, ParamGroup, TrainingOptions
@@ -28,7 +29,8 @@ class FineTuneOptions(TrainingOptions):
     """End-to-end training of backbone and head over a learning-rate grid."""
 
     lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_FT_LRS), min_length=1)
-    head_init: Literal["default", "zero"] = "default"
+    # "zeroshot": the head a backbone with a text tower (CLIP) builds from the class names
+    head_init: Literal["default", "zero", "zeroshot"] = "default"
 
     @field_validator("lrs")
     @classmethod
@@ -58,6 +60,20 @@ class FineTune(Method):
             torch.nn.init.zeros_(model.head.weight)
             torch.nn.init.zeros_(model.head.bias)
 
+    def start_head(
+        self,
+        model: Classifier,
+        options: FineTuneOptions,
+        required: Mapping[str, Selected],
+        classes: list[str],
+    ) -> None:
+        """The zero-shot head from the class names (``head_init: zeroshot``), else
+        ``init_head``."""
+        if options.head_init == "zeroshot":
+            copy_head(model, *zeroshot_head(model.backbone, classes))
+        else:
+            self.init_head(model, options, required)
+
     def param_groups(self, model: Classifier, options: FineTuneOptions) -> list[ParamGroup]:
         """What trains, at which multiple of the learning rate: here, everything at 1x."""
         return [ParamGroup(list(model.parameters()))]
@@ -79,7 +95,7 @@ class FineTune(Method):
     ) -> list[Candidate]:
         torch.manual_seed(derive_seed(seed, "init"))
         model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
-        self.init_head(model, options, required)
+        self.start_head(model, options, required, ctx.benchmark.classes)
         task = ctx.progress.add_task(f"{ctx.current_label} lr={hparams['lr']:g}", total=None)
         trainer = FineTuner(
             model,
@@ -135,3 +151,19 @@ class FineTune(Method):
             "batchnorm": options.batchnorm,
             "grid": "lr: " + ", ".join(f"{lr:g}" for lr in options.lrs),
         }
+
+
+def copy_head(model: Classifier, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    with torch.no_grad():
+        model.head.weight.copy_(weight.to(model.head.weight.dtype))
+        model.head.bias.copy_(bias.to(model.head.bias.dtype))
+
+
+def zeroshot_head(backbone: Backbone, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    head = backbone.zeroshot_head(classes)
+    if head is None:
+        raise ConfigError(
+            "head_init: zeroshot needs a backbone with a text tower (an openclip: model); "
+            f"{type(backbone).__name__} has none"
+        )
+    return head

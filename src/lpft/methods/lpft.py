@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-import torch
 from pydantic import Field, PositiveFloat
 
 from lpft.methods.base import LinearHead, Selected
-from lpft.methods.finetune import FineTune, FineTuneOptions
+from lpft.methods.finetune import FineTune, FineTuneOptions, copy_head
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS
 
@@ -20,7 +19,8 @@ class LPFTOptions(FineTuneOptions):
     """FT started from the LP head: the paper's smaller LR grid and frozen BatchNorm statistics."""
 
     lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_LPFT_LRS), min_length=1)
-    head_init: Literal["lp"] = "lp"
+    # "zeroshot": start from the zero-shot head of a CLIP backbone instead of the LP head
+    head_init: Literal["lp", "zeroshot"] = "lp"
     batchnorm: Literal["train", "eval"] = "eval"
 
 
@@ -37,6 +37,4 @@ class LinearProbeThenFineTune(FineTune):
         head = required["lp"].predictor
         if not isinstance(head, LinearHead):
             raise TypeError(f"lpft needs a linear head from 'lp', got {type(head).__name__}")
-        with torch.no_grad():
-            model.head.weight.copy_(head.weight.to(model.head.weight.dtype))
-            model.head.bias.copy_(head.bias.to(model.head.bias.dtype))
+        copy_head(model, head.weight, head.bias)

@@ -1,8 +1,10 @@
 """Backbones: ``create_backbone("source:name")`` and the registries behind it.
 
-Add an architecture with ``@ARCHITECTURES.register(name)`` (a constructor taking keyword
-arguments) and a new spec source with ``@register_backbone_source(source)`` on a function of the
-part after the colon returning a ``Backbone``.
+Sources (``builtin`` here; ``torchvision``, ``timm``, ``openclip``, ``hf`` and ``file`` in
+``lpft.models.sources``, one module each) register with ``@register_backbone_source(source,
+check=..., catalogue=..., summary=...)`` on a function of a ``ModelSpec`` returning a
+``Backbone``. Add an lpft architecture that checkpoints can name with
+``@ARCHITECTURES.register(name)`` (a constructor taking keyword arguments).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from lpft.errors import CheckpointError
+from lpft.models import sources
 from lpft.models.backbone import (
     Backbone,
     BackboneSource,
@@ -23,13 +25,11 @@ from lpft.models.backbone import (
     register_backbone_source,
     set_training_mode,
 )
-from lpft.models.checkpoint import (
-    load_state_dict_strictly,
-    read_checkpoint,
-    save_backbone_checkpoint,
-)
+from lpft.models.checkpoint import save_backbone_checkpoint, save_spec_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
-from lpft.registry import BACKBONE_SOURCES, Registry, parse_model_spec
+from lpft.models.sources.file import load_backbone_file
+from lpft.models.spec import ARCHITECTURES, create_backbone
+from lpft.registry import BACKBONE_SOURCES, ModelSpec, Registry, parse_model_spec
 
 __all__ = [
     "ARCHITECTURES",
@@ -39,16 +39,18 @@ __all__ = [
     "BackboneSource",
     "Classifier",
     "InputSpec",
+    "ModelSpec",
     "create_backbone",
     "load_backbone_file",
     "parse_model_spec",
     "register_backbone_source",
     "save_backbone_checkpoint",
+    "save_spec_checkpoint",
     "set_training_mode",
     "shipped_checkpoint_path",
+    "sources",
 ]
 
-ARCHITECTURES: Registry[Callable[..., Backbone]] = Registry("architecture")
 BUILTIN_BACKBONES: Registry[Callable[[], Backbone]] = Registry("builtin backbone")
 
 ARCHITECTURES.register("glyph-resnet")(GlyphResNet)
@@ -56,21 +58,6 @@ ARCHITECTURES.register("glyph-resnet")(GlyphResNet)
 
 def shipped_checkpoint_path(name: str) -> Path:
     return Path(str(resources.files("lpft.models") / "checkpoints" / f"{name}.pt"))
-
-
-def build_architecture(arch: str, arch_kwargs: dict[str, Any]) -> Backbone:
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in arch_kwargs.items()}
-    return ARCHITECTURES.get(arch)(**kwargs)
-
-
-def load_backbone_file(path: Path) -> Backbone:
-    payload = read_checkpoint(path)
-    try:
-        backbone = build_architecture(payload["arch"], payload.get("arch_kwargs", {}))
-    except TypeError as exc:
-        raise CheckpointError(f"checkpoint {path}: bad arch_kwargs ({exc})") from None
-    load_state_dict_strictly(backbone, payload["state_dict"], f"checkpoint {path}")
-    return backbone
 
 
 def _shipped(name: str) -> Callable[[], Backbone]:
@@ -97,21 +84,20 @@ BUILTIN_BACKBONES.register("glyph-resnet-letters")(_shipped("glyph-resnet-letter
 BUILTIN_BACKBONES.register("glyph-resnet-scratch")(_scratch)
 
 
-def _check_builtin_name(name: str) -> None:
-    BUILTIN_BACKBONES.get(name)
+def _check_builtin(spec: ModelSpec) -> None:
+    BUILTIN_BACKBONES.get(spec.name)
 
 
-@register_backbone_source("builtin", check=_check_builtin_name)
-def _builtin(name: str) -> Backbone:
-    return BUILTIN_BACKBONES.get(name)()
+def _builtin_catalogue(pattern: str | None) -> list[str]:
+    return [f"builtin:{n}" for n in BUILTIN_BACKBONES.names() if not pattern or pattern in n]
 
 
-@register_backbone_source("file")
-def _file(path: str) -> Backbone:
-    return load_backbone_file(Path(path).expanduser())
-
-
-def create_backbone(spec: str) -> Backbone:
-    """Build a pretrained backbone from ``source:name``, e.g. ``builtin:glyph-resnet``."""
-    source, name = parse_model_spec(spec)
-    return BACKBONE_SOURCES.get(source).build(name)
+@register_backbone_source(
+    "builtin",
+    _check_builtin,
+    catalogue=_builtin_catalogue,
+    summary="lpft's glyph backbones for the embedded benchmark, e.g. builtin:glyph-resnet",
+    options=(),
+)
+def _builtin(spec: ModelSpec) -> Backbone:
+    return BUILTIN_BACKBONES.get(spec.name)()

@@ -8,17 +8,33 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lpft.registry import BACKBONE_SOURCES
+from lpft.registry import BACKBONE_SOURCES, ModelSpec
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How images must be prepared for a backbone (after any augmentation)."""
+    """How images must be prepared for a backbone (after any augmentation).
+
+    ``crop_pct`` marks a backbone of natural images: at eval time the short side is resized to
+    ``size / crop_pct`` and the centre ``size`` x ``size`` crop is kept (aspect ratio preserved).
+    ``None`` (the glyph backbones) resizes the whole image to ``size`` x ``size``, which suits
+    fixed-format inputs only. ``interpolation`` is the model library's resampling filter.
+    """
 
     size: int
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    interpolation: str = "bilinear"
+    crop_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}")
+        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
 
 
 class Backbone(nn.Module):
@@ -33,6 +49,19 @@ class Backbone(nn.Module):
 
     def blocks(self) -> dict[str, nn.Module]:
         raise NotImplementedError
+
+    def weights_module(self) -> nn.Module:
+        """The module whose state dict a checkpoint of this backbone holds."""
+        return self
+
+    def adapt_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map a state dict saved outside lpft onto ``weights_module()`` (e.g. drop the
+        pretraining classifier); the identity unless a source knows better."""
+        return state_dict
+
+    def zeroshot_head(self, class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A (weight, bias) head from class names, for backbones with a text tower; else None."""
+        return None
 
 
 class Classifier(nn.Module):
@@ -53,26 +82,41 @@ def set_training_mode(model: nn.Module, batchnorm: str) -> None:
     model.train(batchnorm == "train")
 
 
-def _accept_any_name(name: str) -> None:
-    """Names of sources such as ``file:`` are only checked when the backbone is built."""
+def _accept_any_spec(spec: ModelSpec) -> None:
+    """Specs of sources such as ``hf:`` are only fully checked when the backbone is built."""
+
+
+def _nothing_listed(pattern: str | None) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
 class BackboneSource:
-    """How to build the backbone of a ``source:name`` spec, and how to check ``name`` early
-    (during configuration validation, before any work)."""
+    """How to build the backbone of a ``source:name`` spec, and how to check the spec early
+    (during configuration validation, before any work). ``options`` are the ``?key=value``
+    keys the source accepts; ``catalogue(pattern)`` lists what it offers (``lpft models``)."""
 
-    build: Callable[[str], Backbone]
-    check: Callable[[str], None] = _accept_any_name
+    build: Callable[[ModelSpec], Backbone]
+    check: Callable[[ModelSpec], None] = _accept_any_spec
+    catalogue: Callable[[str | None], list[str]] = _nothing_listed
+    summary: str = ""
+    options: frozenset[str] = frozenset({"weights"})
 
 
 def register_backbone_source(
-    source: str, check: Callable[[str], None] = _accept_any_name
-) -> Callable[[Callable[[str], Backbone]], Callable[[str], Backbone]]:
-    """Register ``build(name) -> Backbone`` as the source ``source`` of model specs."""
+    source: str,
+    check: Callable[[ModelSpec], None] = _accept_any_spec,
+    *,
+    catalogue: Callable[[str | None], list[str]] = _nothing_listed,
+    summary: str = "",
+    options: tuple[str, ...] = ("weights",),
+) -> Callable[[Callable[[ModelSpec], Backbone]], Callable[[ModelSpec], Backbone]]:
+    """Register ``build(spec) -> Backbone`` as the source ``source`` of model specs."""
 
-    def decorator(build: Callable[[str], Backbone]) -> Callable[[str], Backbone]:
-        BACKBONE_SOURCES.register(source)(BackboneSource(build, check))
+    def decorator(build: Callable[[ModelSpec], Backbone]) -> Callable[[ModelSpec], Backbone]:
+        BACKBONE_SOURCES.register(source)(
+            BackboneSource(build, check, catalogue, summary, frozenset(options))
+        )
         return build
 
     return decorator

@@ -13,6 +13,7 @@ from torch import nn
 
 from lpft.errors import CheckpointError
 from lpft.io import atomic_torch_save
+from lpft.models.backbone import Backbone
 
 CHECKPOINT_FORMAT = "lpft-backbone-v1"
 SHOWN_KEYS = 5
@@ -32,6 +33,20 @@ def save_backbone_checkpoint(
     return sha256_of(Path(path))
 
 
+def save_spec_checkpoint(path: Path, spec: str, backbone: Backbone) -> str:
+    """Write the weights of a backbone built from a model spec (torchvision, timm, ...) so that
+    ``file:PATH`` rebuilds ``spec`` with random weights and loads them; returns the sha256."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": spec,
+        "state_dict": {
+            k: v.detach().cpu().clone() for k, v in backbone.weights_module().state_dict().items()
+        },
+    }
+    atomic_torch_save(Path(path), payload)
+    return sha256_of(Path(path))
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -40,17 +55,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load an lpft checkpoint with ``weights_only=True``; every failure names the file."""
+def load_payload(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no code runs); every failure names the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+
+
+def is_lpft_checkpoint(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load an lpft checkpoint; a file of another kind is refused with its name."""
+    payload = load_payload(path)
+    if not is_lpft_checkpoint(payload):
         raise CheckpointError(
             f"checkpoint {path} is not an lpft backbone checkpoint "
             f"(expected a dict with format '{CHECKPOINT_FORMAT}', arch, arch_kwargs, state_dict)"

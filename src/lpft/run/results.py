@@ -110,6 +110,7 @@ def benchmark_entry(benchmark: Benchmark) -> dict[str, Any]:
         },
         "skipped_bad_images": len(benchmark.bad_images),
         "bad_images": benchmark.bad_images,
+        "info": benchmark.info,
     }
 
 

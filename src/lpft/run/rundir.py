@@ -141,5 +141,6 @@ def first_difference(old: Any, new: Any, ignore: frozenset[str], path: str = "")
 
 
 def default_out_dir(config: RunConfig) -> Path:
-    model = config.model.replace(":", "-").replace("/", "_")
-    return Path("runs") / f"{config.benchmark}__{model}"
+    model = config.model.replace(":", "-").replace("/", "_").replace("?", "_")
+    data = f"-{config.data_root.name}" if config.data_root else ""
+    return Path("runs") / f"{config.benchmark}{data}__{model}"

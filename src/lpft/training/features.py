@@ -22,7 +22,10 @@ class ForwardOutputs:
 
 
 def pool_block_output(output: torch.Tensor) -> torch.Tensor:
-    """Average over spatial positions (N, C, H, W) or tokens (N, L, C) -> (N, C)."""
+    """Average over spatial positions (N, C, H, W) or tokens (N, L, C) -> (N, C). Blocks that
+    return a tuple (some Hugging Face layers) contribute their first element."""
+    if isinstance(output, tuple | list):
+        output = output[0]
     if output.dim() == 4:
         return output.mean(dim=(2, 3))
     if output.dim() == 3:

@@ -1,0 +1,78 @@
+"""``hf:`` specs on tiny Hugging Face models saved by the test with ``save_pretrained``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+from lpft.errors import CheckpointError
+from lpft.models import create_backbone
+from model_checks import assert_round_trips_through_a_file, features_of, images_for, pooled_blocks
+
+
+@pytest.fixture(scope="module")
+def saved_vit(tmp_path_factory) -> tuple[Path, ViTModel]:
+    directory = tmp_path_factory.mktemp("hf") / "tiny-vit"
+    torch.manual_seed(5)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    model = ViTModel(config).eval()
+    model.save_pretrained(directory)
+    processor = ViTImageProcessor(
+        size={"shortest_edge": 36},
+        crop_size={"height": 32, "width": 32},
+        do_center_crop=True,
+        resample=3,
+        image_mean=[0.4, 0.4, 0.4],
+        image_std=[0.2, 0.2, 0.2],
+    )
+    processor.save_pretrained(directory)
+    return directory, model
+
+
+def test_local_directory_loads_features_blocks_and_processor(saved_vit) -> None:
+    directory, model = saved_vit
+    backbone = create_backbone(f"hf:{directory}")
+    images = images_for(backbone)
+    with torch.no_grad():
+        expected = model(pixel_values=images).pooler_output
+    assert torch.equal(features_of(backbone, images), expected)
+    assert backbone.feature_dim == 32
+    blocks = pooled_blocks(backbone, images)
+    assert list(blocks) == ["layers.0", "layers.1"]
+    assert all(b.shape == (2, 32) for b in blocks.values())
+    spec = backbone.input_spec
+    assert (spec.size, spec.interpolation, spec.mean) == (32, "bicubic", (0.4, 0.4, 0.4))
+    assert spec.crop_pct == pytest.approx(32 / 36)
+
+
+def test_random_weights_from_the_config_alone(saved_vit, tmp_path: Path) -> None:
+    directory, model = saved_vit
+    spec = f"hf:{directory}?weights=random"
+    backbone = create_backbone(spec)
+    images = images_for(backbone)
+    with torch.no_grad():
+        assert not torch.equal(
+            features_of(backbone, images), model(pixel_values=images).pooler_output
+        )
+    assert torch.equal(features_of(create_backbone(spec), images), features_of(backbone, images))
+    assert_round_trips_through_a_file(backbone, spec, tmp_path)
+
+
+def test_missing_weights_name_where_to_put_them(saved_vit, tmp_path: Path) -> None:
+    directory, _ = saved_vit
+    copy = tmp_path / "no-weights"
+    copy.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (copy / name).write_bytes((directory / name).read_bytes())
+    with pytest.raises(CheckpointError, match=rf"place them at the directory {copy}"):
+        create_backbone(f"hf:{copy}")
