@@ -87,6 +87,8 @@ class OpenClipBackbone(LibraryBackbone):
         )
         self.clip = SharedReference(clip)
         self.arch = arch
+        # Zero-shot heads by class names, shared by copies (one text pass per run, not per cell).
+        self.zeroshot_heads = SharedReference({})
 
     def weights_module(self) -> nn.Module:
         return self.clip.value
@@ -94,11 +96,19 @@ class OpenClipBackbone(LibraryBackbone):
     def adapt_state_dict(self, state_dict: dict) -> dict:
         return {k: v for k, v in state_dict.items() if k not in ARCHIVE_ONLY_KEYS}
 
-    @torch.no_grad()
     def zeroshot_head(self, class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per class, the mean of the normalised text embeddings of open_clip's prompt
         templates, normalised again; zero bias. Logits are cosine similarities scaled by the
         image feature norm, so the argmax is CLIP's zero-shot prediction."""
+        key = tuple(class_names)
+        cache = self.zeroshot_heads.value
+        if key not in cache:
+            cache[key] = self._prompt_head(class_names)
+        weight, bias = cache[key]
+        return weight.clone(), bias.clone()
+
+    @torch.no_grad()
+    def _prompt_head(self, class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         open_clip = _open_clip()
         tokenizer = open_clip.get_tokenizer(self.arch)
         clip = self.clip.value
