@@ -20,6 +20,7 @@ from lpft.models.adapters import (
     SharedReference,
     first_line,
     require_extra,
+    stage_names,
     weights_unavailable,
 )
 from lpft.models.backbone import InputSpec, register_backbone_source
@@ -81,9 +82,7 @@ class OpenClipBackbone(LibraryBackbone):
             visual,
             visual.output_dim,
             input_spec_of(visual),
-            [f"transformer.resblocks.{i}" for i in range(len(visual.transformer.resblocks))]
-            if hasattr(visual, "transformer")
-            else [f"layer{i}" for i in range(1, 5) if hasattr(visual, f"layer{i}")],
+            stage_names(visual),
         )
         self.clip = SharedReference(clip)
         self.arch = arch
