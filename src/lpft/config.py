@@ -40,6 +40,8 @@ class RunConfig(StrictModel):
     deterministic: bool = True
     keep_checkpoints: bool = False
     report: bool = True
+    # Pretrained features of each split kept on disk under $LPFT_HOME/features and reused.
+    feature_cache: bool = True
 
     @field_validator("model")
     @classmethod
