@@ -195,9 +195,7 @@ class Runner:
         begun = time.perf_counter()
         try:
             required = {key: self._selected(ctx, key, seed) for key in method.requires}
-            cell.candidates = method.fit(
-                ctx, options, cell.hparams, seed, cell.directory, required
-            )
+            cell.candidates = method.fit(ctx, options, cell.hparams, seed, cell.directory, required)
             cell.status = "done"
         except TrainingDivergedError as exc:
             cell.status, cell.error, cell.candidates = "failed", str(exc), []

@@ -4,7 +4,8 @@ An entry is a directory ``<root>/<digest>/`` holding ``features.npy``, ``labels.
 ``block-<name>.npy`` per pooled block output when those were asked for, and ``key.json``. The
 key names everything the numbers depend on: backbone spec and a sha256 of its weights, benchmark
 (name and options) and split, the transform, the storage dtype, the compute precision and, for
-augmented features, the seed and pass. Any change gives another digest, so stale entries are never read.
+augmented features, the seed and pass. Any change gives another digest, so stale entries are
+never read.
 
 Writes are atomic: an entry is built in a temporary directory (rows written straight into
 memory-mapped ``.npy`` files, so extraction never holds a split in memory) and renamed into place
