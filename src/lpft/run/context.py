@@ -142,6 +142,8 @@ class RunContext:
         self._materialized: dict[str, TensorImageDataset] = {}
         self._weights_sha256: str | None = None
         self.pretrained.eval()
+        if self._use_channels_last():
+            self.pretrained.to(memory_format=torch.channels_last)
         spec = self.pretrained.input_spec
         self.train_transform = build_transform(self.benchmark.augment, spec, train=True)
         self.eval_transform = build_transform(self.benchmark.augment, spec, train=False)
@@ -206,5 +208,19 @@ class RunContext:
         return TransformedDataset(self.benchmark.id_train, self.train_transform, seed=seed)
 
     def fresh_backbone(self) -> Backbone:
-        """An independent copy of the pretrained backbone for one fine-tuning cell."""
-        return copy.deepcopy(self.pretrained)
+        """An independent copy of the pretrained backbone for one fine-tuning cell.
+
+        Compiled when asked: only ``forward`` is, so parameter names and checkpoints stay the
+        same as without compilation.
+        """
+        backbone = copy.deepcopy(self.pretrained)
+        if self.config.compile:
+            backbone.forward = torch.compile(backbone.forward)
+        return backbone
+
+    def _use_channels_last(self) -> bool:
+        has_convolutions = any(isinstance(m, torch.nn.Conv2d) for m in self.pretrained.modules())
+        wanted = self.config.channels_last == "on" or (
+            self.config.channels_last == "auto" and self.device.type == "cuda"
+        )
+        return has_convolutions and wanted

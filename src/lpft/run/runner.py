@@ -43,7 +43,7 @@ from lpft.training.features import forward_split
 from lpft.training.logreg import predict_logits
 from lpft.training.runtime import configure_determinism, resolve_device
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass

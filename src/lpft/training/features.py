@@ -46,7 +46,7 @@ def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
             handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def forward_split(
     backbone: Backbone,
     loader: DataLoader,
