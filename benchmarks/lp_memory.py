@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 400_000, 1_600_000])
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--C", type=float, nargs="+", default=[1e-4, 1e-3])
+    parser.add_argument("--C", type=float, nargs="+", default=[1e-6, 1e-5])
     parser.add_argument("--chunk-rows", type=int, default=4096)
     parser.add_argument("--dir", type=Path, default=None, help="where the feature files go")
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
