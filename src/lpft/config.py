@@ -31,7 +31,12 @@ class RunConfig(StrictModel):
     methods: dict[str, Any] = Field(default_factory=lambda: {"lp": {}, "ft": {}, "lpft": {}})
     seeds: int = Field(3, ge=1, le=1000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Convolutional backbones in channels-last layout: "auto" does it on GPUs only (on CPUs the
+    # layout can change the last bits of the results, and the default run must not move).
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    # torch.compile each fine-tuned backbone's forward (first epoch pays the compilation).
+    compile: bool = False
     out: Path | None = None
     data_root: Path | None = None
     num_workers: int = Field(0, ge=0, le=256)
@@ -40,6 +45,8 @@ class RunConfig(StrictModel):
     deterministic: bool = True
     keep_checkpoints: bool = False
     report: bool = True
+    # Pretrained features of each split kept on disk under $LPFT_HOME/features and reused.
+    feature_cache: bool = True
 
     @field_validator("model")
     @classmethod

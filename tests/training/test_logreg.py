@@ -28,7 +28,7 @@ def centred(bias: np.ndarray) -> np.ndarray:
     return bias - bias.mean()
 
 
-@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+@pytest.mark.parametrize("solver", ["newton", "newton-cg", "lbfgs"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_sklearn_optimum(solver: str, seed: int) -> None:
     x, y = features(300, 40, 4, seed)
@@ -78,7 +78,7 @@ def test_fewer_examples_than_dimensions_uses_the_row_space() -> None:
     )
 
 
-@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+@pytest.mark.parametrize("solver", ["newton", "newton-cg", "lbfgs"])
 def test_warm_started_path_reaches_the_cold_start_optimum(solver: str) -> None:
     x, y = features(250, 25, 5, seed=4)
     Cs = list(np.logspace(-4, 2, 13))
@@ -107,5 +107,7 @@ def test_warm_start_saves_iterations() -> None:
 
 def test_solver_choice_depends_on_hessian_size() -> None:
     assert choose_solver(n=200, rank=128, num_classes=10) == "newton"
-    assert choose_solver(n=10_000, rank=1024, num_classes=10) == "lbfgs"
-    assert choose_solver(n=10_000, rank=1024, num_classes=100) == "lbfgs"
+    assert choose_solver(n=10_000, rank=1024, num_classes=10) == "newton-cg"
+    assert choose_solver(n=10_000, rank=1024, num_classes=100) == "newton-cg"
+    gpu = torch.device("cuda")
+    assert choose_solver(n=10_000, rank=1024, num_classes=100, device=gpu) == "lbfgs"

@@ -122,3 +122,21 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path: Path) -> None:
         assert torch.equal(value, resumed_model.state_dict()[key]), key
     again = trainer(fresh_model(), options, 0.05, train, val, tmp_path / "b").fit()
     assert [vars(r) for r in again.history] == [vars(r) for r in reference.history]
+
+
+def test_fp16_trains_with_loss_scaling_and_resumes_the_scale(tmp_path: Path) -> None:
+    backbone, train, val = tiny_data(tmp_path)
+    model = Classifier(copy.deepcopy(backbone), 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = FineTuneOptions(epochs=1, batch_size=8)
+    fp16 = trainer(model, options, 1e-2, train, val, tmp_path / "c", autocast_dtype=torch.float16)
+    outcome = fp16.fit()
+    assert fp16.scaler.is_enabled()
+    assert 0.0 <= outcome.best_val <= 1.0
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    saved = torch.load(tmp_path / "c" / LAST, weights_only=True)
+    assert saved["scaler"]["scale"] == fp16.scaler.get_scale()
+    fp32 = trainer(
+        Classifier(copy.deepcopy(backbone), 4), options, 1e-2, train, val, tmp_path / "d"
+    )
+    assert not fp32.scaler.is_enabled()

@@ -39,7 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs for every fine-tuning method")
     p.add_argument("--lrs", type=_float_list, help="learning rates for every fine-tuning method")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: loss scaling)"
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=["auto", "on", "off"],
+        help="channels-last layout for convolutional backbones (auto: on GPUs)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the fine-tuned backbones",
+    )
     p.add_argument("--out", type=Path, help="run directory (reused to resume)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
     p.add_argument("--data-root", type=Path, help="dataset root for on-disk benchmarks")
@@ -73,6 +86,8 @@ CONFIG_FLAGS = (
     "seeds",
     "device",
     "precision",
+    "channels_last",
+    "compile",
     "out",
     "data_root",
     "num_workers",

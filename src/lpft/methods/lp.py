@@ -31,7 +31,7 @@ class LinearProbeOptions(StrictModel):
 
     C: list[PositiveFloat] = Field(default_factory=default_c_grid, min_length=1)
     standardize: Literal["scalar", "none"] = "scalar"
-    solver: Literal["auto", "newton", "lbfgs"] = "auto"
+    solver: Literal["auto", "newton", "newton-cg", "lbfgs"] = "auto"
     tol: float = Field(1e-7, gt=0, le=1e-2)
     max_iter: int = Field(1000, ge=1)
 

@@ -4,18 +4,27 @@ features, device and progress, for the methods the runner drives."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
 from lpft.config import RunConfig
 from lpft.data import Benchmark, build_transform
+from lpft.data.cache import lpft_home
 from lpft.data.transforms import DETERMINISTIC_POLICIES
 from lpft.models.backbone import Backbone
-from lpft.training.features import ForwardOutputs, forward_split
+from lpft.training.feature_cache import (
+    CachedFeatures,
+    FeatureCache,
+    FeatureKey,
+    state_dict_sha256,
+)
+from lpft.training.features import ForwardOutputs, feature_batches, forward_split
 from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
 
 # Pre-transform a split into memory when its pipeline is deterministic and it fits in this.
@@ -23,10 +32,12 @@ MATERIALIZE_MAX_BYTES = 1 << 30
 
 
 class FeatureStore:
-    """Pretrained-backbone outputs per split, computed once per run and kept in memory.
+    """Pretrained-backbone outputs per split, computed once and kept in memory.
 
-    ``loader_for`` builds a split's loader only when first asked, so test and OOD data are only
-    touched when the evaluation phase needs them.
+    With a ``FeatureCache``, a split's outputs are read from disk when an earlier run (or an
+    earlier phase) extracted them under the same key, and written there otherwise; then no
+    image of that split is loaded. ``loader_for`` builds a split's loader only when needed, so
+    test and OOD data are only touched when the evaluation phase asks for them.
     """
 
     def __init__(
@@ -36,18 +47,30 @@ class FeatureStore:
         device: torch.device,
         progress: Progress,
         autocast_dtype: torch.dtype | None,
+        disk: FeatureCache | None = None,
+        key_for: Callable[[str, bool], FeatureKey] | None = None,
     ) -> None:
         self.backbone = backbone
         self.loader_for = loader_for
         self.device = device
         self.progress = progress
         self.autocast_dtype = autocast_dtype
+        self.disk = disk
+        self.key_for = key_for
         self._cache: dict[str, ForwardOutputs] = {}
 
     def get(self, split: str, with_blocks: bool = False) -> ForwardOutputs:
         cached = self._cache.get(split)
         if cached is not None and (cached.blocks or not with_blocks):
             return cached
+        if self.disk is not None and self.key_for is not None:
+            outputs = self._from_disk(split, with_blocks)
+        else:
+            outputs = self._extract(split, with_blocks)
+        self._cache[split] = outputs
+        return outputs
+
+    def _extract(self, split: str, with_blocks: bool) -> ForwardOutputs:
         loader = self.loader_for(split)
         task = self.progress.add_task(f"features: {split}", total=len(loader.dataset))
         outputs = forward_split(
@@ -59,8 +82,45 @@ class FeatureStore:
             on_batch=lambda n: self.progress.advance(task, n),
         )
         self.progress.remove_task(task)
-        self._cache[split] = outputs
         return outputs
+
+    def _from_disk(self, split: str, with_blocks: bool) -> ForwardOutputs:
+        """The split's entry in the disk cache (one with blocks serves a request without)."""
+        keys = [self.key_for(split, True)] if with_blocks else []
+        keys = keys or [self.key_for(split, False), self.key_for(split, True)]
+        for key in keys:
+            entry = self.disk.lookup(key)
+            if entry is not None:
+                return _as_outputs(entry)
+        loader = self.loader_for(split)
+        task = self.progress.add_task(f"features: {split}", total=len(loader.dataset))
+
+        def batches():
+            for batch in feature_batches(
+                self.backbone.to(self.device),
+                loader,
+                self.device,
+                with_blocks=with_blocks,
+                autocast_dtype=self.autocast_dtype,
+            ):
+                self.progress.advance(task, len(batch[1]))
+                yield batch
+
+        entry = self.disk.get_or_extract(keys[0], len(loader.dataset), batches)
+        self.progress.remove_task(task)
+        return _as_outputs(entry)
+
+
+def _as_outputs(entry: CachedFeatures) -> ForwardOutputs:
+    """A cache entry read into memory as the tensors the methods expect."""
+    return ForwardOutputs(
+        labels=torch.from_numpy(np.array(entry.labels)),
+        features=torch.from_numpy(np.array(entry.features, dtype=np.float32)),
+        blocks={
+            name: torch.from_numpy(np.array(values, dtype=np.float32))
+            for name, values in entry.blocks.items()
+        },
+    )
 
 
 @dataclass
@@ -80,12 +140,42 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self._materialized: dict[str, TensorImageDataset] = {}
+        self._weights_sha256: str | None = None
         self.pretrained.eval()
+        if self._use_channels_last():
+            self.pretrained.to(memory_format=torch.channels_last)
         spec = self.pretrained.input_spec
         self.train_transform = build_transform(self.benchmark.augment, spec, train=True)
         self.eval_transform = build_transform(self.benchmark.augment, spec, train=False)
+        disk = FeatureCache(lpft_home() / "features") if self.config.feature_cache else None
         self.features = FeatureStore(
-            self.pretrained, self.eval_loader, self.device, self.progress, self.autocast_dtype
+            self.pretrained,
+            self.eval_loader,
+            self.device,
+            self.progress,
+            self.autocast_dtype,
+            disk,
+            self.feature_key,
+        )
+
+    def feature_key(self, split: str, with_blocks: bool) -> FeatureKey:
+        """What the pretrained features of ``split`` depend on (the eval transform: no seed)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = state_dict_sha256(self.pretrained)
+        benchmark = {
+            "name": self.config.benchmark,
+            "options": self.config.benchmark_options,
+            "data_root": str(self.config.data_root) if self.config.data_root else None,
+        }
+        return FeatureKey(
+            backbone=self.config.model,
+            weights_sha256=self._weights_sha256,
+            benchmark=json.dumps(benchmark, sort_keys=True, default=str),
+            split=split,
+            transform=repr(self.eval_transform),
+            dtype="float32",
+            precision=self.config.precision,
+            with_blocks=with_blocks,
         )
 
     def split_dataset(self, split: str) -> Dataset:
@@ -118,5 +208,19 @@ class RunContext:
         return TransformedDataset(self.benchmark.id_train, self.train_transform, seed=seed)
 
     def fresh_backbone(self) -> Backbone:
-        """An independent copy of the pretrained backbone for one fine-tuning cell."""
-        return copy.deepcopy(self.pretrained)
+        """An independent copy of the pretrained backbone for one fine-tuning cell.
+
+        Compiled when asked: only ``forward`` is, so parameter names and checkpoints stay the
+        same as without compilation.
+        """
+        backbone = copy.deepcopy(self.pretrained)
+        if self.config.compile:
+            backbone.forward = torch.compile(backbone.forward)
+        return backbone
+
+    def _use_channels_last(self) -> bool:
+        has_convolutions = any(isinstance(m, torch.nn.Conv2d) for m in self.pretrained.modules())
+        wanted = self.config.channels_last == "on" or (
+            self.config.channels_last == "auto" and self.device.type == "cuda"
+        )
+        return has_convolutions and wanted

@@ -26,7 +26,9 @@ from lpft.io import atomic_write_json, atomic_write_yaml, read_json
 from lpft.methods.base import Candidate, cell_id
 
 # Settings that may change between a run and its resumption without changing any number.
-RESUMABLE_DIFFERENCES = frozenset({"out", "report", "keep_checkpoints", "num_workers"})
+RESUMABLE_DIFFERENCES = frozenset(
+    {"out", "report", "keep_checkpoints", "num_workers", "feature_cache"}
+)
 SHARED_SEED = "shared"
 
 

@@ -43,7 +43,7 @@ from lpft.training.features import forward_split
 from lpft.training.logreg import predict_logits
 from lpft.training.runtime import configure_determinism, resolve_device
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -195,9 +195,7 @@ class Runner:
         begun = time.perf_counter()
         try:
             required = {key: self._selected(ctx, key, seed) for key in method.requires}
-            cell.candidates = method.fit(
-                ctx, options, cell.hparams, seed, cell.directory, required
-            )
+            cell.candidates = method.fit(ctx, options, cell.hparams, seed, cell.directory, required)
             cell.status = "done"
         except TrainingDivergedError as exc:
             cell.status, cell.error, cell.candidates = "failed", str(exc), []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -49,7 +49,7 @@ def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
             handle.remove()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def forward_split(
     backbone: Backbone,
     loader: DataLoader,
@@ -82,6 +82,26 @@ def forward_split(
         logits=torch.cat(logits) if logits else None,
         blocks={name: torch.cat(parts) for name, parts in blocks.items()},
     )
+
+
+@torch.inference_mode()
+def feature_batches(
+    backbone: Backbone,
+    loader: DataLoader,
+    device: torch.device,
+    with_blocks: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
+    """(features, labels, pooled blocks) per batch, on the CPU; for writing straight to disk."""
+    backbone.eval()
+    sink: dict[str, list[torch.Tensor]] = {}
+    with capture_blocks(backbone, sink) if with_blocks else nullcontext():
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True)
+            with autocast(device, autocast_dtype):
+                batch_features = backbone(images)
+            blocks = {name: parts.pop() for name, parts in sink.items()}
+            yield batch_features.float().cpu(), torch.as_tensor(targets), blocks
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -95,7 +95,12 @@ def _loader_options(dataset: Dataset, num_workers: int) -> dict:
     if isinstance(dataset, TensorImageDataset):
         options = {"num_workers": 0, "collate_fn": _batch_as_is}
     else:
-        options = {"num_workers": num_workers, "pin_memory": torch.cuda.is_available()}
+        options = {
+            "num_workers": num_workers,
+            "pin_memory": torch.cuda.is_available(),
+            # Workers outlive an epoch: a loader reused every epoch does not respawn them.
+            "persistent_workers": num_workers > 0,
+        }
     return options | {"generator": torch.Generator()}
 
 

@@ -13,8 +13,14 @@ each C is warm-started from the previous one and solved by one of two second-ord
   Cholesky) and a backtracking line search. Warm-started along the path it needs 2-4 steps per C,
   even for large C on separable data where first-order methods crawl. Used when the number of
   parameters k * (r + 1) is small enough for a dense Hessian.
+- ``newton-cg``: truncated Newton (``lpft.training.newton_cg``): conjugate gradients on
+  Hessian-vector products (float32) with a diagonal preconditioner, float64 loss and gradient;
+  warm starts extrapolate quadratically in log C from the last three solutions. Used on the CPU
+  for problems too large for a dense Hessian, and for features streamed from disk
+  (``LogisticRegressionPath.streamed``).
 - ``lbfgs``: L-BFGS on coordinates rescaled by an estimate of the curvature along each
-  eigen-direction, which makes the Hessian close to the identity; used for large problems.
+  eigen-direction, which makes the Hessian close to the identity; the large-problem choice on
+  GPUs.
 
 Convergence (both solvers): the largest absolute gradient entry of the objective divided by C n
 (mean loss + penalty), in the rotated coordinates, is at most ``tol``.
@@ -29,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lpft.training import newton_cg
+
 RELATIVE_RANK_TOL = 1e-10
 LBFGS_HISTORY = 20
 # L-BFGS is stepped again (history kept) at most this often when its own stopping rule fires
@@ -42,6 +50,7 @@ NEWTON_MAX_PARAMETERS = 3000
 NEWTON_MAX_FLOPS = 2e9
 ARMIJO = 1e-4
 MIN_STEP = 1e-12
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -65,7 +74,7 @@ class _Basis:
     mean: torch.Tensor
     rotation: torch.Tensor
     variances: torch.Tensor
-    z: torch.Tensor
+    z: torch.Tensor | None
 
 
 def _standardisation(x: torch.Tensor, mode: str) -> tuple[float, float]:
@@ -115,18 +124,81 @@ class LogisticRegressionPath:
     ) -> None:
         self.labels = labels.to(features.device)
         self.onehot = F.one_hot(self.labels, num_classes).to(dtype)
-        self.num_classes = num_classes
-        self.tol = tol
-        self.max_iter = max_iter
         self.basis = _build_basis(features.to(dtype), standardize)
         rank = self.basis.z.shape[1]
         if solver == "auto":
-            solver = choose_solver(len(self.labels), rank, num_classes)
+            solver = choose_solver(len(self.labels), rank, num_classes, features.device)
+        objective = None
+        if solver == "newton-cg":
+            objective = newton_cg.InMemoryObjective(
+                self.basis.z.cpu().numpy(), self.labels.cpu().numpy(), num_classes
+            )
+        self._setup(num_classes, tol, max_iter, solver, rank, objective, features.device, dtype)
+
+    @classmethod
+    def streamed(
+        cls,
+        source: newton_cg.ChunkSource,
+        labels: torch.Tensor,
+        num_classes: int,
+        standardize: str = "scalar",
+        tol: float = 1e-7,
+        max_iter: int = 1000,
+        chunk_rows: int = 16384,
+    ) -> LogisticRegressionPath:
+        """The path over features read block by block (e.g. a memory-mapped cache file).
+
+        Memory is the blocks plus d x d for the eigenbasis, independent of the number of rows;
+        the solver is ``newton-cg``, whose optimum is the in-memory one (to the tolerance).
+        """
+        basis = newton_cg.streamed_basis(source, standardize, chunk_rows, RELATIVE_RANK_TOL)
+        path = cls.__new__(cls)
+        path.labels = labels
+        path.basis = _Basis(
+            basis.shift,
+            basis.scale,
+            torch.from_numpy(basis.mean),
+            torch.from_numpy(basis.rotation),
+            torch.from_numpy(basis.variances),
+            None,
+        )
+        objective = newton_cg.StreamedObjective(
+            source, labels.numpy(), num_classes, basis, chunk_rows
+        )
+        rank = basis.rotation.shape[1]
+        path._setup(
+            num_classes,
+            tol,
+            max_iter,
+            "newton-cg",
+            rank,
+            objective,
+            torch.device("cpu"),
+            torch.float64,
+        )
+        return path
+
+    def _setup(
+        self,
+        num_classes: int,
+        tol: float,
+        max_iter: int,
+        solver: str,
+        rank: int,
+        objective: newton_cg.Objective | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.num_classes = num_classes
+        self.tol = tol
+        self.max_iter = max_iter
         self.solver = solver
-        self._coef = torch.zeros(num_classes, rank, dtype=dtype, device=features.device)
+        self.hessian_products = 0
+        self._objective = objective
+        self._coef = torch.zeros(num_classes, rank, dtype=dtype, device=device)
         self._preconditioner: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self._last_iterations = 0
-        self._intercept = torch.zeros(num_classes, dtype=dtype, device=features.device)
+        self._intercept = torch.zeros(num_classes, dtype=dtype, device=device)
 
     def fit_path(
         self,
@@ -146,14 +218,15 @@ class LogisticRegressionPath:
             if not warm_start:
                 self._coef = torch.zeros_like(self._coef)
                 self._intercept = torch.zeros_like(self._intercept)
-            elif len(recent) == 2 and recent[1][0] != recent[0][0]:
-                (c1, coef1, int1), (c2, coef2, int2) = recent
+            elif self.solver == "newton-cg" and len(recent) == 3:
+                self._coef, self._intercept = _quadratic_extrapolation(recent, log_c)
+            elif len(recent) >= 2 and recent[-1][0] != recent[-2][0]:
+                (c1, coef1, int1), (c2, coef2, int2) = recent[-2:]
                 step = (log_c - c2) / (c2 - c1)
                 self._coef = coef2 + step * (coef2 - coef1)
                 self._intercept = int2 + step * (int2 - int1)
-            solve = self._newton if self.solver == "newton" else self._lbfgs
-            iterations, grad_max = solve(float(C))
-            recent = [*recent, (log_c, self._coef, self._intercept)][-2:]
+            iterations, grad_max = self._solver_step()(float(C))
+            recent = [*recent, (log_c, self._coef, self._intercept)][-3:]
             weight, bias = self._to_raw_features(self._coef, self._intercept)
             solution = LogRegSolution(
                 float(C), weight, bias, iterations, grad_max, grad_max <= self.tol
@@ -163,8 +236,29 @@ class LogisticRegressionPath:
                 on_step(solution)
         return solutions
 
+    def _solver_step(self) -> Callable[[float], tuple[int, float]]:
+        return {"newton": self._newton, "newton-cg": self._newton_cg, "lbfgs": self._lbfgs}[
+            self.solver
+        ]
+
+    def _newton_cg(self, C: float) -> tuple[int, float]:
+        result = newton_cg.minimise(
+            self._objective,
+            self._coef.cpu().numpy(),
+            self._intercept.cpu().numpy(),
+            self._penalty(C),
+            self.basis.variances.cpu().numpy(),
+            self.tol,
+            self.max_iter,
+        )
+        device = self._coef.device
+        self._coef = torch.from_numpy(result.coef).to(device)
+        self._intercept = torch.from_numpy(result.intercept).to(device)
+        self.hessian_products += result.hessian_products
+        return result.iterations, result.grad_max
+
     def _penalty(self, C: float) -> float:
-        return 1.0 / (C * self.basis.z.shape[0])
+        return 1.0 / (C * len(self.labels))
 
     def _loss_and_gradient(
         self, coef: torch.Tensor, intercept: torch.Tensor, penalty: float
@@ -308,10 +402,30 @@ class LogisticRegressionPath:
         return weight, bias
 
 
-def choose_solver(n: int, rank: int, num_classes: int) -> str:
+def choose_solver(n: int, rank: int, num_classes: int, device: torch.device = CPU) -> str:
+    """Dense Newton while its Hessian is cheap; beyond, Newton-CG on the CPU, L-BFGS on GPUs."""
     parameters = num_classes * (rank + 1)
     affordable = parameters <= NEWTON_MAX_PARAMETERS and n * parameters**2 <= NEWTON_MAX_FLOPS
-    return "newton" if affordable else "lbfgs"
+    if affordable:
+        return "newton"
+    return "newton-cg" if device.type == "cpu" else "lbfgs"
+
+
+def _quadratic_extrapolation(
+    recent: list[tuple[float, torch.Tensor, torch.Tensor]], log_c: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start for the next C: the parabola in log C through the last three solutions."""
+    points = [point for point, _, _ in recent]
+    weights = []
+    for i, xi in enumerate(points):
+        weight = 1.0
+        for j, xj in enumerate(points):
+            if j != i:
+                weight *= (log_c - xj) / (xi - xj)
+        weights.append(weight)
+    coef = sum(w * c for w, (_, c, _) in zip(weights, recent, strict=True))
+    intercept = sum(w * b for w, (_, _, b) in zip(weights, recent, strict=True))
+    return coef, intercept
 
 
 def predict_logits(

@@ -173,6 +173,8 @@ class FineTuner:
             self.optimizer, cosine_with_warmup(self.total_steps, warmup)
         )
         self.position = _Position()
+        # fp16 needs loss scaling; disabled (every call a pass-through) for fp32 and bf16.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
         # Sums over the current steps of (loss * batch, correct, examples, non-finite losses),
         # kept in float64 on the device and read at epoch ends and checkpoints.
         self._device_stats = torch.zeros(4, dtype=torch.float64, device=device)
@@ -232,8 +234,9 @@ class FineTuner:
             if self.loss_term is not None:
                 loss = loss + self.loss_term(self.model)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         detached = loss.detach()
         self._device_stats[0] += detached * len(labels)
@@ -294,6 +297,7 @@ class FineTuner:
                 "model": _cpu_state(self.model),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "rng": rng_state(),
                 "position": {
                     "epoch": pos.epoch,
@@ -323,6 +327,8 @@ class FineTuner:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         saved = dict(state["position"])
         saved["history"] = [EpochRecord(**r) for r in saved["history"]]
         self.position = _Position(**saved)

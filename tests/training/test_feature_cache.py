@@ -1,0 +1,160 @@
+"""The on-disk feature cache: reused across runs, invalidated by weights or transform, atomic;
+and the LP streamed over a cached ``.npy`` file reaches the in-memory optimum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import transforms
+
+import lpft.run.context as run_context
+from conftest import ArrayImages
+from lpft.config import resolve_config
+from lpft.models import save_backbone_checkpoint
+from lpft.models.glyph_resnet import GlyphResNet
+from lpft.run.runner import Runner
+from lpft.training.feature_cache import FeatureCache, FeatureKey, NpyRowChunks
+from lpft.training.logreg import LogisticRegressionPath
+
+TINY_KWARGS = {"widths": [8, 16, 16], "blocks_per_stage": 1, "input_size": 8}
+
+
+@pytest.fixture
+def image_loads(monkeypatch) -> list[int]:
+    """Every image the tiny benchmark hands out, counted."""
+    loads: list[int] = []
+    original = ArrayImages.__getitem__
+
+    def counting(self, index: int):
+        loads.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(ArrayImages, "__getitem__", counting)
+    return loads
+
+
+@pytest.fixture
+def private_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("LPFT_HOME", str(home))
+    return home
+
+
+def lp_run(tmp_path: Path, name: str, model: str = "builtin:tiny-test") -> dict:
+    overrides = {
+        "benchmark": "tiny",
+        "model": model,
+        "seeds": 1,
+        "out": str(tmp_path / name),
+        "report": False,
+        "device": "cpu",
+        "methods": {"lp": {"C": [1e-2, 1.0]}},
+    }
+    return Runner(resolve_config(overrides=overrides), quiet=True).run()
+
+
+def lp_numbers(results: dict) -> list:
+    seed = results["methods"]["lp"]["seeds"][0]
+    return [seed["selected"]["hparams"], seed["selected"]["id_test"], seed["selected"]["ood"]]
+
+
+def test_second_run_reads_no_image_and_gets_the_same_numbers(
+    tmp_path: Path, private_home: Path, image_loads: list[int]
+) -> None:
+    first = lp_run(tmp_path, "first")
+    assert image_loads, "the first run extracts features from images"
+    image_loads.clear()
+    second = lp_run(tmp_path, "second")
+    assert image_loads == []
+    assert lp_numbers(second) == lp_numbers(first)
+    assert any((private_home / "features").iterdir())
+
+
+def test_changed_weights_invalidate(
+    tmp_path: Path, private_home: Path, image_loads: list[int]
+) -> None:
+    checkpoint = tmp_path / "net.pt"
+    torch.manual_seed(0)
+    save_backbone_checkpoint(checkpoint, "glyph-resnet", TINY_KWARGS, GlyphResNet((8, 16, 16), 1))
+    lp_run(tmp_path, "first", model=f"file:{checkpoint}")
+    image_loads.clear()
+    torch.manual_seed(1)
+    save_backbone_checkpoint(checkpoint, "glyph-resnet", TINY_KWARGS, GlyphResNet((8, 16, 16), 1))
+    lp_run(tmp_path, "second", model=f"file:{checkpoint}")
+    assert image_loads, "same spec, other weights: features must be extracted again"
+
+
+def test_changed_transform_invalidates(
+    tmp_path: Path, private_home: Path, image_loads: list[int], monkeypatch
+) -> None:
+    lp_run(tmp_path, "first")
+    image_loads.clear()
+    original = run_context.build_transform
+
+    def with_extra_step(*args, **kwargs):
+        return transforms.Compose([original(*args, **kwargs), transforms.Lambda(lambda x: x * 2)])
+
+    monkeypatch.setattr(run_context, "build_transform", with_extra_step)
+    lp_run(tmp_path, "second")
+    assert image_loads, "another transform: features must be extracted again"
+
+
+def key(split: str = "id_train") -> FeatureKey:
+    return FeatureKey("spec", "0" * 64, "bench", split, "transform")
+
+
+def test_killed_extraction_leaves_nothing_that_is_read(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+
+    def batches():
+        yield torch.ones(4, 3), torch.zeros(4, dtype=torch.long), {}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_extract(key(), 8, batches)
+    assert cache.lookup(key()) is None
+    assert list(tmp_path.iterdir()) == []
+
+    def complete():
+        for start in range(0, 8, 4):
+            rows = torch.arange(start, start + 4, dtype=torch.float32)
+            yield rows[:, None].repeat(1, 3), rows.long(), {"stage1": rows[:, None]}
+
+    entry = cache.get_or_extract(key(), 8, complete)
+    reread = FeatureCache(tmp_path).lookup(key())
+    assert reread is not None and isinstance(reread.features, np.memmap)
+    np.testing.assert_array_equal(reread.features[:, 0], np.arange(8))
+    np.testing.assert_array_equal(reread.labels, np.arange(8))
+    np.testing.assert_array_equal(entry.blocks["stage1"][:, 0], np.arange(8))
+    assert FeatureCache(tmp_path).lookup(key("id_val")) is None
+
+
+def test_streamed_lp_matches_in_memory_lp(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n, d, k = 600, 24, 4
+    labels = rng.integers(k, size=n)
+    means = rng.normal(size=(k, d)) / np.sqrt(np.arange(1, d + 1))
+    x = np.maximum(means[labels] + rng.normal(size=(n, d)) / np.arange(1, d + 1) + 0.3, 0)
+    x = x.astype(np.float32)
+    np.save(tmp_path / "features.npy", x)
+    Cs, tol = [1e-3, 1e-1, 10.0], 1e-8
+    in_memory = LogisticRegressionPath(
+        torch.from_numpy(x), torch.from_numpy(labels), k, tol=tol, solver="newton-cg"
+    )
+    source = NpyRowChunks(tmp_path / "features.npy")
+    streamed = LogisticRegressionPath.streamed(
+        source, torch.from_numpy(labels), k, tol=tol, chunk_rows=97
+    )
+    features = torch.from_numpy(x).double()
+    for a, b in zip(in_memory.fit_path(Cs), streamed.fit_path(Cs), strict=True):
+        assert a.converged and b.converged
+        # Both gradients are below tol, so both points lie within 2 tol sqrt(#params) C n of the
+        # optimum in standardised coordinates (strong convexity 1 / (C n)).
+        bound = 2 * tol * np.sqrt(k * (d + 1)) * a.C * n / in_memory.basis.scale
+        assert float((a.weight - b.weight).norm()) <= bound
+        logits_a = features @ a.weight.T + a.bias
+        logits_b = features @ b.weight.T + b.bias
+        assert torch.equal(logits_a.argmax(1), logits_b.argmax(1))
