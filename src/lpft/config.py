@@ -2,7 +2,7 @@
 
 ``RunConfig`` is built the same way from every entry point: paper defaults, then the
 benchmark's own defaults, then a YAML file, then the ``--quick`` profile, then explicit CLI flags
-or Python keyword arguments (later layers win). ``resolve_config`` does the merging; pydantic does
+or Python keyword arguments, then ``--set`` (later layers win; see ``resolve_config``). ``resolve_config`` does the merging; pydantic does
 the validation, and ``ConfigError`` turns the first problem into one line naming the key.
 """
 
@@ -47,6 +47,11 @@ class RunConfig(StrictModel):
     report: bool = True
     # Pretrained features of each split kept on disk under $LPFT_HOME/features and reused.
     feature_cache: bool = True
+    # Whether the --quick profile is part of this configuration (so a resume does not apply it
+    # a second time).
+    quick: bool = False
+    # Also select on OOD validation (benchmarks that have it), reported apart as oracle rows.
+    oracle: bool = False
 
     @field_validator("model")
     @classmethod
@@ -136,7 +141,7 @@ def _normalise_methods(layer: dict[str, Any]) -> dict[str, Any]:
 def apply_quick_profile(raw: dict[str, Any]) -> dict[str, Any]:
     """Seconds-long smoke profile: 2 seeds, and each method's own smaller sweep
     (``Method.quick_options``: e.g. 2 epochs and one learning rate, a coarse C grid)."""
-    quick: dict[str, Any] = {"seeds": QUICK_SEEDS, "methods": {}}
+    quick: dict[str, Any] = {"seeds": QUICK_SEEDS, "quick": True, "methods": {}}
     for name, options in raw.get("methods", {}).items():
         method = method_class(name)()
         quick["methods"][name] = method.quick_options(
@@ -151,22 +156,33 @@ def resolve_config(
     quick: bool = False,
     overrides: dict[str, Any] | None = None,
     every_method: dict[str, Any] | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    lrs: dict[str, list[float]] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Merge the layers (paper < benchmark < YAML < quick < overrides) and validate once.
+    """Merge the layers and validate once. Later layers win:
 
-    ``every_method`` holds options (e.g. ``epochs``, ``lrs``) applied to each method whose
-    options have that field, as the CLI's ``--epochs`` and ``--lrs`` do.
+    paper defaults < benchmark defaults < YAML < quick profile < ``overrides`` (flags) <
+    ``every_method`` (``--epochs``: each method that has the field) < ``lrs`` (``--lrs``, per
+    method) < ``method_options`` (``--set methods.M.KEY=VALUE``).
+
+    ``base`` is the resolved configuration of a run being resumed (its ``config.yaml``): it
+    replaces the paper and benchmark layers, and the quick profile is not applied a second time
+    when it already is. ``lrs`` and ``method_options`` must name methods of this run: a setting
+    for a method that will not run is refused, never dropped.
     """
     file_layer = _normalise_methods(load_yaml_config(yaml_path)) if yaml_path else {}
     override_layer = _normalise_methods(dict(overrides or {}))
+    base_layer = _normalise_methods(dict(base or {}))
     source = str(yaml_path) if yaml_path else "config"
 
-    top = deep_merge(file_layer, override_layer)
+    top = deep_merge(deep_merge(base_layer, file_layer), override_layer)
     benchmark = top.get("benchmark", RunConfig.model_fields["benchmark"].default)
     bench_layer = BENCHMARKS.get(benchmark).defaults
     method_names = list(
         override_layer.get("methods")
         or file_layer.get("methods")
+        or base_layer.get("methods")
         or bench_layer.get("methods")
         or RunConfig().methods
     )
@@ -175,15 +191,37 @@ def resolve_config(
 
     raw: dict[str, Any] = {"methods": {name: {} for name in method_names}}
     raw = deep_merge(raw, _benchmark_method_defaults(bench_layer, method_names))
+    raw = deep_merge(raw, _restrict_methods(base_layer, method_names))
     raw = deep_merge(raw, _restrict_methods(file_layer, method_names))
-    if quick:
+    wanted = quick or file_layer.get("quick") or override_layer.get("quick")
+    if wanted and not base_layer.get("quick"):
         raw = apply_quick_profile(raw)
     raw = deep_merge(raw, _restrict_methods(override_layer, method_names))
     raw = deep_merge(raw, _broadcast_to_methods(every_method or {}, method_names))
+    raw = deep_merge(raw, _per_method(lrs or {}, method_names, "lrs", "--lrs"))
+    raw = deep_merge(raw, _per_method(method_options or {}, method_names, None, "--set"))
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, RunConfig, source)) from None
+
+
+def _per_method(
+    settings: dict[str, Any], method_names: list[str], field: str | None, flag: str
+) -> dict[str, Any]:
+    """A layer of per-method settings (``{method: value}``, set as ``field`` when given, else
+    ``{method: {key: value}}``), refused for a method that is not part of the run."""
+    methods: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in method_names:
+            raise ConfigError(
+                f"{flag} sets options of method '{name}', which is not in this run "
+                f"(methods: {', '.join(method_names)}); add it to --methods or drop the setting"
+            )
+        if field is not None and field not in method_class(name).options_model.model_fields:
+            raise ConfigError(f"{flag} {name}=...: method '{name}' has no option '{field}'")
+        methods[name] = {field: value} if field is not None else value
+    return {"methods": methods}
 
 
 def _benchmark_method_defaults(layer: dict[str, Any], method_names: list[str]) -> dict[str, Any]:

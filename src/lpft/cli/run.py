@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lpft.analysis.tables import caption, columns, formatted_rows
-from lpft.config import deep_merge, parse_set_option, resolve_config
+from lpft.config import RunConfig, deep_merge, load_yaml_config, parse_set_option, resolve_config
 from lpft.errors import ConfigError
 
 
@@ -22,6 +22,14 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+
+
+def _method_lrs(text: str) -> tuple[str, list[float]]:
+    """``METHOD=LR,LR,...``, or a bare ``LR,LR,...`` meaning the method ``ft``."""
+    method, sep, values = text.partition("=")
+    if not sep:
+        method, values = BARE_LRS_METHOD, text
+    return method.strip(), _float_list(values)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help="comma-separated, e.g. lp,ft,lpft or ft@bn-eval variants")
     p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     p.add_argument("--epochs", type=int, help="epochs for every fine-tuning method")
-    p.add_argument("--lrs", type=_float_list, help="learning rates for every fine-tuning method")
+    p.add_argument(
+        "--lrs",
+        type=_method_lrs,
+        action="append",
+        default=[],
+        metavar="[METHOD=]LR,...",
+        help="learning-rate grid of one method, e.g. ft=1e-3,3e-3 or lpft=1e-5,3e-5 "
+        "(repeatable; a bare list sets ft)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: loss scaling)"
@@ -64,6 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="skip unreadable images (counted in results.json) instead of failing",
     )
     p.add_argument("--quick", action="store_true", help="seconds-long smoke profile")
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        default=None,
+        help="also report rows selected on OOD validation (benchmarks that have it), apart",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument(
         "--set",
@@ -77,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 TABLE_WIDTH = 110
+BARE_LRS_METHOD = "ft"
 
 # Flags whose destination name is the config key they set.
 CONFIG_FLAGS = (
@@ -92,48 +115,71 @@ CONFIG_FLAGS = (
     "data_root",
     "num_workers",
     "skip_bad_images",
+    "oracle",
 )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags' top-level keys (``--set`` is layered separately, after them)."""
     overrides: dict[str, Any] = {}
-    for item in args.set:
-        overrides = deep_merge(overrides, parse_set_option(item))
     for key in CONFIG_FLAGS:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
     if args.no_report:
         overrides["report"] = False
+    if args.resume is not None:
+        overrides["out"] = str(args.resume)
     return overrides
 
 
-def resume_config_path(args: argparse.Namespace) -> Path | None:
+def set_layers(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` values: (top-level keys, per-method options). ``methods.M.KEY`` settings are
+    options of method M (never a new method list), refused if M does not run."""
+    layer: dict[str, Any] = {}
+    for item in args.set:
+        layer = deep_merge(layer, parse_set_option(item))
+    method_options = layer.pop("methods") if isinstance(layer.get("methods"), dict) else {}
+    return layer, method_options
+
+
+def lrs_from_args(args: argparse.Namespace) -> dict[str, list[float]]:
+    grids: dict[str, list[float]] = {}
+    for method, values in args.lrs:
+        if method in grids:
+            raise ConfigError(f"--lrs given twice for method '{method}'")
+        grids[method] = values
+    return grids
+
+
+def resumed_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The saved configuration of the run ``--resume`` names (the base of the layers)."""
     if args.resume is None:
-        return args.config
+        return None
     saved = args.resume / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.yaml there (not an lpft run)")
-    return args.config or saved
+    return load_yaml_config(saved)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Every layer in the documented order (``resolve_config``) from the parsed flags."""
+    top_settings, method_options = set_layers(args)
+    return resolve_config(
+        yaml_path=args.config,
+        quick=args.quick,
+        overrides=deep_merge(overrides_from_args(args), top_settings),
+        every_method={"epochs": args.epochs} if args.epochs is not None else {},
+        method_options=method_options,
+        lrs=lrs_from_args(args),
+        base=resumed_config(args),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lpft.run.runner import Runner
 
-    overrides = overrides_from_args(args)
-    if args.resume is not None:
-        overrides["out"] = str(args.resume)
-    every_method = {}
-    if args.epochs is not None:
-        every_method["epochs"] = args.epochs
-    if args.lrs is not None:
-        every_method["lrs"] = args.lrs
-    config = resolve_config(
-        yaml_path=resume_config_path(args),
-        quick=args.quick,
-        overrides=overrides,
-        every_method=every_method,
-    )
+    config = config_from_args(args)
     runner = Runner(config, quiet=args.quiet)
     results = runner.run()
     print_table(results, Console(width=max(TABLE_WIDTH, Console().width)))

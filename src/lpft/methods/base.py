@@ -83,6 +83,11 @@ class FeatureSource(Protocol):
         """The pretrained backbone's outputs on ``split`` (computed once, then reused)."""
         ...
 
+    def augmented(self, split: str, seed: int) -> ForwardOutputs:
+        """The outputs on one pass of ``split`` through the training transform, augmentation
+        seeded by ``seed`` (computed once per seed, then reused)."""
+        ...
+
 
 class MethodContext(Protocol):
     """What the run offers a method while it fits or predicts."""
@@ -115,8 +120,6 @@ class Method(ABC):
     options_model: ClassVar[type[BaseModel]]
     # Methods whose selected candidate (same seed) this one starts from.
     requires: ClassVar[tuple[str, ...]] = ()
-    # False when the outcome does not depend on the seed: one cell then serves every seed.
-    seed_dependent: ClassVar[bool] = True
 
     @abstractmethod
     def cells(self, options: BaseModel) -> list[dict[str, float]]:
@@ -139,6 +142,11 @@ class Method(ABC):
         self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
     ) -> Iterator[Predictor]:
         """One predictor per candidate, in order, built from this method's artifacts."""
+
+    def seed_dependent(self, options: BaseModel) -> bool:
+        """False when, with these options, the outcome does not depend on the seed: one cell
+        then serves every seed (and the summary counts it once)."""
+        return True
 
     def sweep_axes(self, options: BaseModel) -> tuple[str, ...]:
         """Names of the hyperparameters a candidate varies over (the tables' and figures' axes),

@@ -122,6 +122,7 @@ class FineTune(Method):
                 artifact=BEST,
                 info={
                     "best_epoch": outcome.best_epoch,
+                    "diverged_at_epoch": outcome.diverged_at_epoch,
                     "train_seconds": outcome.seconds,
                     "history": [vars(r) for r in outcome.history],
                 },

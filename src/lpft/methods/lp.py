@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,9 @@ from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Selected
 from lpft.registry import METHODS
 from lpft.training.evaluate import accuracy
+from lpft.training.features import ForwardOutputs
 from lpft.training.logreg import LogisticRegressionPath, predict_logits
+from lpft.training.official_lp import OFFICIAL_MAX_ITER, official_lp_path
 from lpft.validation import StrictModel, distinct
 
 HEADS = "heads.pt"
@@ -31,7 +33,13 @@ class LinearProbeOptions(StrictModel):
 
     C: list[PositiveFloat] = Field(default_factory=default_c_grid, min_length=1)
     standardize: Literal["scalar", "none"] = "scalar"
-    solver: Literal["auto", "newton", "newton-cg", "lbfgs"] = "auto"
+    # "official": the official code's recipe through scikit-learn (warm-started L-BFGS capped
+    # at 20 iterations per C, scalar standardisation); the others solve each C to convergence.
+    solver: Literal["auto", "newton", "newton-cg", "lbfgs", "official"] = "auto"
+    # "augmented": fit per seed on one pass of ID train through the training transform
+    # (augmentation seeded by the seed), as the official code does; "eval": one fit on the
+    # un-augmented features serves every seed.
+    train_features: Literal["eval", "augmented"] = "eval"
     tol: float = Field(1e-7, gt=0, le=1e-2)
     max_iter: int = Field(1000, ge=1)
 
@@ -45,7 +53,9 @@ class LinearProbeOptions(StrictModel):
 class LinearProbe(Method):
     name = "lp"
     options_model = LinearProbeOptions
-    seed_dependent = False
+
+    def seed_dependent(self, options: LinearProbeOptions) -> bool:
+        return options.train_features == "augmented"
 
     def cells(self, options: LinearProbeOptions) -> list[dict[str, float]]:
         return [{}]
@@ -65,25 +75,19 @@ class LinearProbe(Method):
         cell_dir: Path,
         required: Mapping[str, Selected],
     ) -> list[Candidate]:
-        train = ctx.features.get("id_train")
+        train = self.train_features(ctx, options, seed)
         val = ctx.features.get("id_val")
-        device = ctx.device
-        path = LogisticRegressionPath(
-            train.features.to(device),
-            train.labels.to(device),
-            ctx.benchmark.num_classes,
-            standardize=options.standardize,
-            tol=options.tol,
-            max_iter=options.max_iter,
-            solver=options.solver,
-        )
         task = ctx.progress.add_task("LP sweep over C", total=len(options.C))
-        solutions = path.fit_path(options.C, on_step=lambda _s: ctx.progress.advance(task))
+        solutions, infos = self.solve_path(
+            ctx, options, train, seed, on_step=lambda: ctx.progress.advance(task)
+        )
         ctx.progress.remove_task(task)
-        val_features = val.features.to(device)
+        val_features = val.features.to(ctx.device)
         candidates = []
-        for index, solution in enumerate(solutions):
-            logits = predict_logits(val_features, solution.weight, solution.bias)
+        for index, (solution, info) in enumerate(zip(solutions, infos, strict=True)):
+            logits = predict_logits(
+                val_features, solution.weight.to(ctx.device), solution.bias.to(ctx.device)
+            )
             candidates.append(
                 Candidate(
                     hparams={"C": solution.C},
@@ -91,12 +95,7 @@ class LinearProbe(Method):
                     kind="head",
                     artifact=HEADS,
                     index=index,
-                    info={
-                        "solver": path.solver,
-                        "iterations": solution.iterations,
-                        "converged": solution.converged,
-                        "grad_max": solution.grad_max,
-                    },
+                    info=info,
                 )
             )
         atomic_torch_save(
@@ -109,6 +108,57 @@ class LinearProbe(Method):
         )
         return candidates
 
+    def train_features(
+        self, ctx: MethodContext, options: LinearProbeOptions, seed: int
+    ) -> ForwardOutputs:
+        if options.train_features == "augmented":
+            return ctx.features.augmented("id_train", seed)
+        return ctx.features.get("id_train")
+
+    def solve_path(
+        self,
+        ctx: MethodContext,
+        options: LinearProbeOptions,
+        train: ForwardOutputs,
+        seed: int,
+        on_step: Callable[[], None],
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Every C's head (raw-feature coordinates) and its solver facts, by ``options.solver``."""
+        if options.solver == "official":
+            solutions = official_lp_path(
+                train.features,
+                train.labels,
+                ctx.benchmark.num_classes,
+                options.C,
+                seed=seed,
+                on_step=lambda _s: on_step(),
+            )
+            infos = [
+                {"solver": "official", "iterations": s.iterations, "converged": s.converged}
+                for s in solutions
+            ]
+            return solutions, infos
+        path = LogisticRegressionPath(
+            train.features.to(ctx.device),
+            train.labels.to(ctx.device),
+            ctx.benchmark.num_classes,
+            standardize=options.standardize,
+            tol=options.tol,
+            max_iter=options.max_iter,
+            solver=options.solver,
+        )
+        solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
+        infos = [
+            {
+                "solver": path.solver,
+                "iterations": s.iterations,
+                "converged": s.converged,
+                "grad_max": s.grad_max,
+            }
+            for s in solutions
+        ]
+        return solutions, infos
+
     def predictors(
         self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
     ) -> Iterator[LinearHead]:
@@ -118,7 +168,20 @@ class LinearProbe(Method):
             yield LinearHead(weights[candidate.index], biases[candidate.index])
 
     def describe(self, options: LinearProbeOptions) -> dict[str, str]:
-        return {"batchnorm": "frozen", "grid": f"C: {len(options.C)} values"}
+        return {
+            "batchnorm": "frozen",
+            "grid": f"C: {len(options.C)} values",
+            "solver": solver_description(options),
+            "train_features": options.train_features,
+        }
+
+
+def solver_description(options: LinearProbeOptions) -> str:
+    if options.solver == "official":
+        return (
+            f"official (scikit-learn L-BFGS, warm start, {OFFICIAL_MAX_ITER} iterations per C)"
+        )
+    return f"exact ({options.solver}, gradient <= {options.tol:g})"
 
 
 def load_heads(cell_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,9 +62,11 @@ def load_payload(path: Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from None
+    except Exception as exc:  # any failure to unpickle a user's file means "not a checkpoint"
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: {unreadable_reason(exc)}; expected a file "
+            f"written by torch.save holding tensors (an lpft backbone checkpoint)"
+        ) from None
 
 
 def is_lpft_checkpoint(payload: Any) -> bool:
@@ -80,6 +82,19 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"(expected a dict with format '{CHECKPOINT_FORMAT}', arch, arch_kwargs, state_dict)"
         )
     return payload
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in lpft's words: PyTorch's own message may
+    advise loading with ``weights_only=False``, which would run code from an untrusted file."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return (
+            "it holds Python objects other than tensors and plain containers, "
+            "which lpft never loads"
+        )
+    if isinstance(exc, zipfile.BadZipFile | EOFError):
+        return "the file is truncated or not a torch.save archive"
+    return f"not a torch.save file ({type(exc).__name__})"
 
 
 def load_state_dict_strictly(module: nn.Module, state_dict: dict[str, Any], source: str) -> None:

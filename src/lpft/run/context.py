@@ -26,6 +26,7 @@ from lpft.training.feature_cache import (
 )
 from lpft.training.features import ForwardOutputs, feature_batches, forward_split
 from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
+from lpft.training.runtime import derive_seed
 
 # Pre-transform a split into memory when its pipeline is deterministic and it fits in this.
 MATERIALIZE_MAX_BYTES = 1 << 30
@@ -38,6 +39,9 @@ class FeatureStore:
     earlier phase) extracted them under the same key, and written there otherwise; then no
     image of that split is loaded. ``loader_for`` builds a split's loader only when needed, so
     test and OOD data are only touched when the evaluation phase asks for them.
+    ``augmented_loader_for`` gives a split through the training transform with a seed, or None
+    when that transform is deterministic (the augmented features are then the eval features);
+    augmented features are kept in memory only.
     """
 
     def __init__(
@@ -49,15 +53,18 @@ class FeatureStore:
         autocast_dtype: torch.dtype | None,
         disk: FeatureCache | None = None,
         key_for: Callable[[str, bool], FeatureKey] | None = None,
+        augmented_loader_for: Callable[[str, int], DataLoader | None] | None = None,
     ) -> None:
         self.backbone = backbone
         self.loader_for = loader_for
+        self.augmented_loader_for = augmented_loader_for or (lambda _split, _seed: None)
         self.device = device
         self.progress = progress
         self.autocast_dtype = autocast_dtype
         self.disk = disk
         self.key_for = key_for
         self._cache: dict[str, ForwardOutputs] = {}
+        self._augmented: dict[tuple[str, int], ForwardOutputs] = {}
 
     def get(self, split: str, with_blocks: bool = False) -> ForwardOutputs:
         cached = self._cache.get(split)
@@ -70,9 +77,19 @@ class FeatureStore:
         self._cache[split] = outputs
         return outputs
 
+    def augmented(self, split: str, seed: int) -> ForwardOutputs:
+        if (split, seed) not in self._augmented:
+            loader = self.augmented_loader_for(split, seed)
+            if loader is None:
+                return self.get(split)
+            self._augmented[split, seed] = self._forward(loader, f"{split} (seed {seed})", False)
+        return self._augmented[split, seed]
+
     def _extract(self, split: str, with_blocks: bool) -> ForwardOutputs:
-        loader = self.loader_for(split)
-        task = self.progress.add_task(f"features: {split}", total=len(loader.dataset))
+        return self._forward(self.loader_for(split), split, with_blocks)
+
+    def _forward(self, loader: DataLoader, label: str, with_blocks: bool) -> ForwardOutputs:
+        task = self.progress.add_task(f"features: {label}", total=len(loader.dataset))
         outputs = forward_split(
             self.backbone.to(self.device),
             loader,
@@ -156,6 +173,7 @@ class RunContext:
             self.autocast_dtype,
             disk,
             self.feature_key,
+            augmented_loader_for=self.augmented_loader,
         )
 
     def feature_key(self, split: str, with_blocks: bool) -> FeatureKey:
@@ -201,6 +219,16 @@ class RunContext:
             return dataset
         self._materialized[split] = TensorImageDataset.from_dataset(dataset)
         return self._materialized[split]
+
+    def augmented_loader(self, split: str, seed: int) -> DataLoader | None:
+        """One pass of ``split`` through the training transform, in order, augmentation seeded
+        by ``seed``; None when the benchmark's training transform is deterministic."""
+        if self.benchmark.augment in DETERMINISTIC_POLICIES:
+            return None
+        dataset = TransformedDataset(
+            self.split_dataset(split), self.train_transform, seed=derive_seed(seed, "features")
+        )
+        return eval_loader(dataset, self.config.eval_batch_size, self.config.num_workers)
 
     def train_dataset(self, seed: int) -> Dataset:
         if self.benchmark.augment in DETERMINISTIC_POLICIES:

@@ -25,9 +25,10 @@ from lpft.errors import ConfigError, LpftError
 from lpft.io import atomic_write_json, atomic_write_yaml, read_json
 from lpft.methods.base import Candidate, cell_id
 
-# Settings that may change between a run and its resumption without changing any number.
+# Settings that may change between a run and its resumption without changing any number
+# (``quick`` only records that the profile was applied: the values it sets are compared).
 RESUMABLE_DIFFERENCES = frozenset(
-    {"out", "report", "keep_checkpoints", "num_workers", "feature_cache"}
+    {"out", "report", "keep_checkpoints", "num_workers", "feature_cache", "quick"}
 )
 SHARED_SEED = "shared"
 

@@ -141,8 +141,11 @@ class Runner:
             disable=self.quiet,
         )
 
+    def _seed_dependent(self, key: str) -> bool:
+        return method_for(key).seed_dependent(self.config.method_options(key))
+
     def _seeds_for(self, key: str) -> list[int | None]:
-        return list(range(self.config.seeds)) if method_for(key).seed_dependent else [None]
+        return list(range(self.config.seeds)) if self._seed_dependent(key) else [None]
 
     def _load_cells(self) -> None:
         for planned in self.plan:
@@ -161,7 +164,7 @@ class Runner:
         ensure_free_space(self.out, weights * (3 + pending), "checkpoints")
 
     def _cells_of(self, key: str, seed: int | None) -> list[CellRecord]:
-        if not method_for(key).seed_dependent:
+        if not self._seed_dependent(key):
             seed = None
         return [c for c in self.cells[key] if c.seed == seed]
 
@@ -281,7 +284,7 @@ class Runner:
                 "method": method.name,
                 "axes": list(method.sweep_axes(options)),
                 "hidden": planned.hidden,
-                "seed_dependent": method.seed_dependent,
+                "seed_dependent": self._seed_dependent(planned.key),
                 "describe": method.describe(options),
                 "seeds": seeds,
             }

@@ -50,6 +50,9 @@ class TrainingOptions(StrictModel):
     # off), as the official LP-FT code does; "train" is ordinary training mode.
     batchnorm: Literal["train", "eval"] = "train"
     checkpoint_every_steps: int | None = Field(None, ge=1)
+    # A non-finite loss: "stop" ends the cell there and keeps its best epoch so far (the cell
+    # fails only if no epoch had finished); "fail" fails the whole cell.
+    on_nonfinite: Literal["stop", "fail"] = "stop"
 
 
 @dataclass
@@ -80,6 +83,7 @@ class FitOutcome:
     best_val: float
     history: list[EpochRecord]
     seconds: float
+    diverged_at_epoch: int | None = None
 
 
 @dataclass
@@ -95,6 +99,7 @@ class _Position:
     best_epoch: int = 0
     seconds: float = 0.0
     history: list[EpochRecord] = field(default_factory=list)
+    diverged_at_epoch: int | None = None
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -187,14 +192,19 @@ class FineTuner:
         """Train the remaining epochs. ``last.pt`` stays until the caller has recorded the
         outcome (a finished cell resumed from it just returns the same outcome)."""
         self._resume_if_possible()
-        while self.position.epoch < self.options.epochs:
+        pos = self.position
+        while pos.epoch < self.options.epochs and pos.diverged_at_epoch is None:
             self._train_epoch()
+            if pos.diverged_at_epoch is not None:
+                self._save_last()
+                break
             self._finish_epoch()
         return FitOutcome(
-            best_epoch=self.position.best_epoch,
-            best_val=self.position.best_val,
-            history=self.position.history,
-            seconds=self.position.seconds,
+            best_epoch=pos.best_epoch,
+            best_val=pos.best_val,
+            history=pos.history,
+            seconds=pos.seconds,
+            diverged_at_epoch=pos.diverged_at_epoch,
         )
 
     def _train_epoch(self) -> None:
@@ -218,6 +228,8 @@ class FineTuner:
                 and pos.step_in_epoch < self.steps_per_epoch
             ):
                 self._collect_statistics()
+                if pos.diverged_at_epoch is not None:
+                    break
                 pos.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 self._save_last()
@@ -245,15 +257,22 @@ class FineTuner:
         self._device_stats[3] += (~torch.isfinite(detached)).float()
 
     def _collect_statistics(self) -> None:
-        """Move the step statistics to the position; stop the cell if any loss was not finite."""
+        """Move the step statistics to the position; on a non-finite loss, stop the cell
+        (``on_nonfinite``: keep the best epoch so far, or fail it)."""
         loss_sum, correct, seen, nonfinite = self._device_stats.tolist()
         self._device_stats.zero_()
         pos = self.position
         if nonfinite > 0:
-            raise TrainingDivergedError(
+            message = (
                 f"non-finite loss in epoch {pos.epoch + 1} (by step {pos.step_in_epoch}) "
                 f"with lr={self.lr:g}"
             )
+            if self.options.on_nonfinite == "fail":
+                raise TrainingDivergedError(message)
+            if pos.best_epoch == 0:
+                raise TrainingDivergedError(f"{message}, before any epoch finished")
+            pos.diverged_at_epoch = pos.epoch + 1
+            return
         pos.loss_sum += loss_sum
         pos.correct += round(correct)
         pos.seen += round(seen)
@@ -309,6 +328,7 @@ class FineTuner:
                     "best_epoch": pos.best_epoch,
                     "seconds": pos.seconds,
                     "history": [vars(r) for r in pos.history],
+                    "diverged_at_epoch": pos.diverged_at_epoch,
                 },
             },
         )
