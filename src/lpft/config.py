@@ -2,8 +2,9 @@
 
 ``RunConfig`` is built the same way from every entry point: paper defaults, then the
 benchmark's own defaults, then a YAML file, then the ``--quick`` profile, then explicit CLI flags
-or Python keyword arguments, then ``--set`` (later layers win; see ``resolve_config``). ``resolve_config`` does the merging; pydantic does
-the validation, and ``ConfigError`` turns the first problem into one line naming the key.
+or Python keyword arguments, then ``--set`` (later layers win; see ``resolve_config``).
+``resolve_config`` does the merging; pydantic does the validation, and ``ConfigError`` turns the
+first problem into one line naming the key.
 """
 
 from __future__ import annotations

@@ -178,9 +178,7 @@ class LinearProbe(Method):
 
 def solver_description(options: LinearProbeOptions) -> str:
     if options.solver == "official":
-        return (
-            f"official (scikit-learn L-BFGS, warm start, {OFFICIAL_MAX_ITER} iterations per C)"
-        )
+        return f"official (scikit-learn L-BFGS, warm start, {OFFICIAL_MAX_ITER} iterations per C)"
     return f"exact ({options.solver}, gradient <= {options.tol:g})"
 
 
