@@ -45,6 +45,8 @@ class TinyOptions(BaseModel):
     seed: int = 0
     guard_ood: bool = False
     shuffle_ood_labels: bool = False
+    ood_val: bool = False
+    augment: str = "none"
 
 
 def tiny_split(prototypes, per_class, rng, noise, shift):
@@ -70,6 +72,7 @@ def build_tiny(context: BuildContext, options: TinyOptions) -> Benchmark:
     val = tiny_split(prototypes, options.per_class, rng, 0.15, 0.0)
     test = tiny_split(prototypes, options.per_class, rng, 0.15, 0.0)
     ood_images, ood_labels = tiny_split(prototypes, options.per_class, rng, 0.3, 0.1)
+    ood_val = tiny_split(prototypes, options.per_class, rng, 0.3, 0.1)
     if options.shuffle_ood_labels:
         ood_labels = rng.permutation(ood_labels)
     guard = OodGuard() if options.guard_ood else None
@@ -78,8 +81,10 @@ def build_tiny(context: BuildContext, options: TinyOptions) -> Benchmark:
         classes=[f"c{i}" for i in range(TINY_CLASSES)],
         id_train=ArrayImages(*train),
         id_val=ArrayImages(*val),
-        id_test=ArrayImages(*test),
+        id_test=ArrayImages(*test, guard),
         ood={"shifted": EvalSplit(ArrayImages(ood_images, ood_labels, guard))},
+        ood_val={"shifted": EvalSplit(ArrayImages(*ood_val, guard))} if options.ood_val else {},
+        augment=options.augment,
     )
 
 

@@ -37,10 +37,10 @@ def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 class OodGuard:
-    """Raises when an OOD image is read while ``allowed`` is False."""
+    """Raises when an ID test or OOD image is read while ``allowed`` is False."""
 
     allowed = True
 
     def __call__(self, index: int) -> None:
         if not OodGuard.allowed:
-            raise AssertionError(f"OOD example {index} read before the evaluation phase")
+            raise AssertionError(f"test or OOD example {index} read before the evaluation phase")

@@ -140,3 +140,44 @@ def test_fp16_trains_with_loss_scaling_and_resumes_the_scale(tmp_path: Path) -> 
         Classifier(copy.deepcopy(backbone), 4), options, 1e-2, train, val, tmp_path / "d"
     )
     assert not fp32.scaler.is_enabled()
+
+
+def nan_after(steps: int):
+    """A loss term that is 0 for ``steps`` steps, then NaN (a late divergence)."""
+    calls = {"n": 0}
+
+    def term(_model: Classifier) -> torch.Tensor:
+        calls["n"] += 1
+        return torch.tensor(0.0 if calls["n"] <= steps else float("nan"))
+
+    return term
+
+
+def test_late_divergence_keeps_the_best_epoch_so_far(tmp_path: Path) -> None:
+    backbone, train, val = tiny_data(tmp_path)
+    model = Classifier(copy.deepcopy(backbone), 4)
+    options = FineTuneOptions(epochs=4, batch_size=8)
+    steps_per_epoch = -(-len(train) // 8)
+    cell = tmp_path / "c"
+    outcome = trainer(
+        model, options, 1e-3, train, val, cell, loss_term=nan_after(2 * steps_per_epoch + 1)
+    ).fit()
+    assert outcome.diverged_at_epoch == 3
+    assert [r.epoch for r in outcome.history] == [1, 2]
+    assert outcome.best_epoch in (1, 2)
+    assert outcome.best_val == max(r.id_val for r in outcome.history)
+    best = torch.load(cell / "best.pt", weights_only=True)
+    assert best["epoch"] == outcome.best_epoch
+    assert all(torch.isfinite(v).all() for v in best["model"].values() if v.is_floating_point())
+    resumed = trainer(Classifier(copy.deepcopy(backbone), 4), options, 1e-3, train, val, cell)
+    assert resumed.fit().diverged_at_epoch == 3
+
+
+def test_on_nonfinite_fail_keeps_failing_the_whole_cell(tmp_path: Path) -> None:
+    backbone, train, val = tiny_data(tmp_path)
+    options = FineTuneOptions(epochs=4, batch_size=8, on_nonfinite="fail")
+    steps_per_epoch = -(-len(train) // 8)
+    model = Classifier(copy.deepcopy(backbone), 4)
+    late = nan_after(2 * steps_per_epoch + 1)
+    with pytest.raises(TrainingDivergedError, match="non-finite loss in epoch 3"):
+        trainer(model, options, 1e-3, train, val, tmp_path / "c", loss_term=late).fit()

@@ -207,8 +207,17 @@ def bottom_legend(figure: Figure, handles: list[Any]) -> None:
     )
 
 
-def method_handles(keys: list[str], styles: dict[str, MethodStyle]) -> list[Line2D]:
-    return [Line2D([], [], color=styles[k].colour, marker=styles[k].marker, label=k) for k in keys]
+def method_handles(
+    keys: list[str], styles: dict[str, MethodStyle], with_marker: bool = True
+) -> list[Line2D]:
+    """Legend entries of the methods; without their marker where the plot's markers encode
+    something else (the split)."""
+    return [
+        Line2D(
+            [], [], color=styles[k].colour, marker=styles[k].marker if with_marker else "", label=k
+        )
+        for k in keys
+    ]
 
 
 def split_style(results: dict[str, Any], split: str) -> SplitStyle:
@@ -530,7 +539,7 @@ def draw_distortion_bars(
                 group + (index - (len(splits) - 1) / 2) * width,
                 stat["mean"],
                 width,
-                yerr=0.0 if math.isnan(stat["half_width"]) else stat["half_width"],
+                yerr=nonnegative_error(stat),
                 capsize=3,
                 color=styles[key].colour,
                 hatch=split_style(results, split).hatch,
@@ -541,6 +550,12 @@ def draw_distortion_bars(
             ax.bar_label(bars, labels=[significant(stat["mean"])], fontsize=7, padding=2)
             heights.append(stat["mean"])
     return heights
+
+
+def nonnegative_error(stat: dict[str, float]) -> list[list[float]]:
+    """(lower, upper) error-bar lengths of a non-negative quantity: the interval is cut at 0."""
+    half = 0.0 if math.isnan(stat["half_width"]) else stat["half_width"]
+    return [[min(half, max(stat["mean"], 0.0))], [half]]
 
 
 def block_order(entry: dict[str, Any]) -> list[str]:
@@ -592,7 +607,11 @@ def block_distortion_figure(
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
     bottom_legend(
-        figure, [*method_handles([k for k, _ in methods], styles), *split_handles(results, splits)]
+        figure,
+        [
+            *method_handles([k for k, _ in methods], styles, with_marker=False),
+            *split_handles(results, splits),
+        ],
     )
     return figure
 

@@ -128,11 +128,12 @@ class Bullets:
 
 @dataclass
 class Table:
-    """``rows`` hold (text, bold) cells; ``groups`` puts (label, span) above the header, e.g.
-    a run's label over its columns."""
+    """``rows`` hold (text, mark) cells: a true mark is bold, ``tables.TIE`` italic (tied for
+    best); ``groups`` puts (label, span) above the header, e.g. a run's label over its
+    columns."""
 
     header: list[str]
-    rows: list[list[tuple[str, bool]]]
+    rows: list[list[tuple[str, Any]]]
     groups: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -177,22 +178,60 @@ def partial_warning(run: Run) -> str:
 
 def accuracy_section(runs: list[Run]) -> list[Block]:
     labelled = [(run.label, run.results) for run in runs]
-    table = tables.multi_run_table(labelled)
+    blocks: list[Block] = [
+        Heading("Accuracy", 2),
+        Paragraph(tables.multi_run_caption(labelled)),
+        accuracy_table(tables.multi_run_table(labelled)),
+    ]
+    notes = [f"{run.label}: {note}" for run in runs for note in tables.warnings(run.results)]
+    if notes:
+        blocks.append(Bullets(notes))
+    for run in runs:
+        blocks += contrast_blocks(run, len(runs) > 1)
+    oracle_runs = [(run.label, run.results) for run in runs if tables.has_oracle(run.results)]
+    if oracle_runs:
+        blocks += [
+            Heading("Oracle: selected on OOD validation (not a protocol result)", 2),
+            Paragraph(tables.oracle_caption(oracle_runs[0][1])),
+            accuracy_table(tables.multi_run_table(oracle_runs, tables.ORACLE)),
+        ]
+    return blocks
+
+
+def accuracy_table(table: tables.MultiRunTable) -> Table:
     header = ["method", "setting"] + [col.title for g in table.groups for col in g.columns]
     body = [
         [
-            (row.method, False),
-            (tables.multi_run_notes(row), False),
+            (row.method, None),
+            (tables.multi_run_notes(row), None),
             *tables.multi_run_cells(table, row),
         ]
         for row in table.rows
     ]
     several = len(table.groups) > 1
     groups = [("", 2)] + [(g.label, len(g.columns)) for g in table.groups] if several else []
+    return Table(header, body, groups)
+
+
+def contrast_blocks(run: Run, several: bool) -> list[Block]:
+    """The paired differences between methods of one run, resolved ones in bold."""
+    found = tables.contrasts(run.results)
+    if not found:
+        return []
+    cols = tables.columns(run.results)
+    body = [
+        [(contrast.label, None)]
+        + [
+            (tables.format_difference(contrast.values[col.key]), contrast.resolved(col.key))
+            for col in cols
+        ]
+        for contrast in found
+    ]
+    title = f"Paired contrasts: {run.label}" if several else "Paired contrasts"
     return [
-        Heading("Accuracy", 2),
-        Paragraph(tables.multi_run_caption(labelled)),
-        Table(header, body, groups),
+        Heading(title, 3),
+        Paragraph(tables.contrast_caption(run.results)),
+        Table(["contrast"] + [col.title for col in cols], body),
     ]
 
 
@@ -208,7 +247,7 @@ def runs_section(runs: list[Run]) -> list[Block]:
         "device",
         "wall time (last invocation)",
     ]
-    body = [[(cell, False) for cell in run_facts(run)] for run in runs]
+    body = [[(cell, None) for cell in run_facts(run)] for run in runs]
     return [Heading("Runs", 2), Table(header, body)]
 
 
@@ -238,17 +277,22 @@ def failures_section(runs: list[Run]) -> list[Block]:
 
 
 def failed_cells(run: Run) -> list[str]:
-    """One line per failed cell: run, method, seed, hyperparameters and the error."""
+    """One line per failed cell (run, method, seed, hyperparameters, error) and per cell that a
+    non-finite loss stopped after a valid epoch."""
     items = []
     for key, entry in run.results["methods"].items():
         for seed in figures.distinct_seeds(entry):
             seed_text = f"seed {seed['seed']}" if entry["seed_dependent"] else "all seeds"
             for cell in seed["cells"]:
+                where = f"{run.label} · {key} · {seed_text} · {format_hparams(cell['hparams'])}"
                 if cell["status"] == "failed":
-                    items.append(
-                        f"{run.label} · {key} · {seed_text} · {format_hparams(cell['hparams'])}: "
-                        f"{cell.get('error') or 'no error message'}"
-                    )
+                    items.append(f"{where}: {cell.get('error') or 'no error message'}")
+                items += [
+                    f"{where}: stopped by a non-finite loss in epoch {c['diverged_at_epoch']}; "
+                    f"its best epoch before that ({c.get('best_epoch')}) is kept"
+                    for c in cell["candidates"]
+                    if c.get("diverged_at_epoch")
+                ]
     return items
 
 
@@ -291,23 +335,31 @@ def distortion_table(run: Run) -> list[Block]:
     splits = ["id_test", *figures.ood_names(run.results)]
     header = ["method"] + [figures.split_title(s) for s in splits]
     body = [
-        [(key, False)] + [(format_distortion(distortion[s]), False) for s in splits]
+        [(key, None)] + [(format_distortion(distortion[s]), None) for s in splits]
         for key, distortion in methods
     ]
     confidence = run.results["confidence"]
     return [
         Paragraph(
             "Penultimate feature distortion of the selected candidates: mean L2 change ± "
-            f"{confidence:.0%} t-interval over seeds (linear CKA, 1 = unchanged)."
+            f"{confidence:.0%} t-interval over seeds, cut at 0 where it would reach below "
+            "(a change cannot be negative); linear CKA, 1 = unchanged."
         ),
         Table(header, body),
     ]
 
 
 def format_distortion(measures: dict[str, dict[str, float]]) -> str:
+    """``mean ± half``, or ``mean [0, high]`` when the interval would reach below zero."""
     l2, cka = measures["l2"], measures["cka"]
-    spread = "" if math.isnan(l2["half_width"]) else f" ± {figures.significant(l2['half_width'])}"
-    return f"{figures.significant(l2['mean'])}{spread} (CKA {cka['mean']:.3f})"
+    mean, half = l2["mean"], l2["half_width"]
+    if math.isnan(half):
+        spread = ""
+    elif half > mean:
+        spread = f" [0, {figures.significant(mean + half)}]"
+    else:
+        spread = f" ± {figures.significant(half)}"
+    return f"{figures.significant(mean)}{spread} (CKA {cka['mean']:.3f})"
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -353,10 +405,14 @@ def markdown_table(table: Table) -> str:
     header = [markdown_text(h) for h in grouped_titles(table)]
     lines = [line(header), "|" + "---|" * len(header)]
     for row in table.rows:
-        lines.append(
-            line([f"**{markdown_text(t)}**" if bold else markdown_text(t) for t, bold in row])
-        )
+        lines.append(line([markdown_cell(text, mark) for text, mark in row]))
     return "\n".join(lines)
+
+
+def markdown_cell(text: str, mark: Any) -> str:
+    if mark == tables.TIE:
+        return f"*{markdown_text(text)}*"
+    return f"**{markdown_text(text)}**" if mark else markdown_text(text)
 
 
 CSS = """
@@ -364,7 +420,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } td { font-variant-numeric: tabular-nums; }
 th.group { text-align: center; } .scroll { overflow-x: auto; }
 .warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 1em; margin: 1em 0; }
@@ -377,6 +433,7 @@ def render_html(title: str, blocks: list[Block]) -> str:
     body = "\n".join(html_block(block) for block in blocks)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
@@ -411,12 +468,15 @@ def html_table(table: Table) -> str:
         rows.append(f"<tr>{spans}</tr>")
     rows.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>")
     for row in table.rows:
-        cells = "".join(
-            f"<td><strong>{html.escape(t)}</strong></td>" if bold else f"<td>{html.escape(t)}</td>"
-            for t, bold in row
-        )
+        cells = "".join(f"<td>{html_cell(text, mark)}</td>" for text, mark in row)
         rows.append(f"<tr>{cells}</tr>")
     return '<div class="scroll"><table>\n' + "\n".join(rows) + "\n</table></div>"
+
+
+def html_cell(text: str, mark: Any) -> str:
+    if mark == tables.TIE:
+        return f"<em>{html.escape(text)}</em>"
+    return f"<strong>{html.escape(text)}</strong>" if mark else html.escape(text)
 
 
 # --- writing -------------------------------------------------------------------------------------

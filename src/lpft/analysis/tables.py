@@ -7,12 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lpft.analysis.stats import mean_ci
+
 PERCENT = 100.0
 PROTOCOL_NOTE = (
     "Hyperparameters and epochs selected on ID validation accuracy only; OOD sets used for "
-    "evaluation only. LP is deterministic given the features: one fit serves every seed, so it "
-    "has no interval."
+    "evaluation only."
 )
+SHARED_FIT_NOTE = (
+    " LP on un-augmented features is deterministic: one fit serves every seed, so it has no "
+    "interval."
+)
+EMPHASIS_LEGEND = (
+    " Bold: best mean of the column whose interval overlaps no other row's; italic: rows tied "
+    "for best (intervals overlap the best mean's)."
+)
+# A cell's mark: the column's clear best, one of the rows tied for best, or nothing.
+Mark = str | None
+BEST, TIE = "best", "tie"
 
 
 @dataclass
@@ -23,6 +35,9 @@ class Column:
 
 @dataclass
 class Row:
+    """``values`` hold each column's {mean, half_width, n, expected}: ``expected`` is the number
+    of distinct fits the run configured (seeds, or 1 for a fit shared by every seed)."""
+
     method: str
     notes: str
     values: dict[str, dict[str, float]]
@@ -43,89 +58,377 @@ def _stat(summary: dict[str, Any], key: str) -> dict[str, float]:
     return summary[key]
 
 
-def rows(results: dict[str, Any]) -> list[Row]:
+def expected_fits(results: dict[str, Any], entry: dict[str, Any]) -> int:
+    """Distinct fits a method was configured for: one per seed, or one shared by all."""
+    return results["seeds"] if entry["seed_dependent"] else 1
+
+
+def row_notes(entry: dict[str, Any]) -> str:
+    """The setting column: BatchNorm mode, the grid searched, LP's solver and features, and any
+    selection at the edge of its grid."""
+    describe = entry["describe"]
+    parts = [f"BN {describe.get('batchnorm', '-')}"]
+    if describe.get("grid"):
+        parts.append(describe["grid"])
+    if describe.get("solver", "").startswith("official"):
+        parts.append("official LP solver")
+    if describe.get("train_features") == "augmented":
+        parts.append("augmented LP features")
+    parts += [edge.note() for edge in grid_edges(entry)]
+    return "; ".join(parts)
+
+
+def rows(results: dict[str, Any], summary_key: str = "summary") -> list[Row]:
+    """Visible methods with their summary (``summary_key="oracle"``: the oracle selection)."""
     table = []
     for key, entry in results["methods"].items():
-        if entry["hidden"]:
+        if entry["hidden"] or summary_key not in entry:
             continue
-        notes = f"BN {entry['describe'].get('batchnorm', '-')}"
-        summary = entry["summary"]
+        summary = entry[summary_key]
+        expected = expected_fits(results, entry)
         table.append(
             Row(
-                method=key,
-                notes=notes,
-                values={c.key: _stat(summary, c.key) for c in columns(results)},
-                failed_cells=summary["failed_cells"],
+                method=f"{key} (oracle)" if summary_key == ORACLE else key,
+                notes=row_notes(entry),
+                values={
+                    c.key: {**_stat(summary, c.key), "expected": expected} for c in columns(results)
+                },
+                failed_cells=entry["summary"]["failed_cells"],
             )
         )
     return table
 
 
-def best_per_column(table: list[Row], cols: list[Column]) -> dict[str, str]:
-    best = {}
+def interval(stat: dict[str, float]) -> tuple[float, float]:
+    """The interval a statistic stands for. Without a half-width, a fit shared by every seed
+    is a point, while a seed-dependent statistic left with one seed is unknown (everything)."""
+    mean, half = stat["mean"], stat["half_width"]
+    if math.isnan(half):
+        if stat.get("expected", stat["n"]) <= 1:
+            return mean, mean
+        return -math.inf, math.inf
+    return mean - half, mean + half
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    low_a, high_a = interval(a)
+    low_b, high_b = interval(b)
+    return low_a <= high_b and low_b <= high_a
+
+
+def marks_per_column(table: list[Row], cols: list[Column]) -> dict[str, dict[str, Mark]]:
+    """Per column, method -> mark: ``best`` when the best mean's interval overlaps no other
+    row's, else ``tie`` for the best and every row whose interval overlaps it."""
+    marks: dict[str, dict[str, Mark]] = {}
     for col in cols:
-        scored = [(r.values[col.key]["mean"], r.method) for r in table]
-        scored = [s for s in scored if not math.isnan(s[0])]
-        if scored:
-            best[col.key] = max(scored)[1]
-    return best
+        scored = [r for r in table if not math.isnan(r.values[col.key]["mean"])]
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: r.values[col.key]["mean"])
+        tied = [
+            r.method
+            for r in scored
+            if r is not best and overlaps(r.values[col.key], best.values[col.key])
+        ]
+        if tied:
+            marks[col.key] = {m: TIE for m in [best.method, *tied]}
+        else:
+            marks[col.key] = {best.method: BEST}
+    return marks
 
 
 def format_stat(stat: dict[str, float]) -> str:
+    """``mean ± half`` in percent; ``(n=K)`` when fewer fits than configured succeeded."""
     mean, half = stat["mean"], stat["half_width"]
     if math.isnan(mean):
         return "—"
-    if math.isnan(half):
-        return f"{mean * PERCENT:.1f}"
-    return f"{mean * PERCENT:.1f} ± {half * PERCENT:.1f}"
+    text = (
+        f"{mean * PERCENT:.1f}"
+        if math.isnan(half)
+        else f"{mean * PERCENT:.1f} ± {half * PERCENT:.1f}"
+    )
+    if stat["n"] < stat.get("expected", stat["n"]):
+        text += f" (n={stat['n']})"
+    return text
 
 
-def caption(results: dict[str, Any]) -> str:
+def caption(results: dict[str, Any], summary_key: str = "summary") -> str:
     seeds = results["seeds"]
+    used = _seeds_used(results, summary_key)
+    note = SHARED_FIT_NOTE if any(not e["seed_dependent"] for e in _visible(results)) else ""
     return (
         f"Accuracy (%) on {results['benchmark']['name']} with {results['model']}: mean ± "
-        f"{results['confidence']:.0%} t-interval over {seeds} seed{'s' if seeds != 1 else ''}. "
+        f"{results['confidence']:.0%} t-interval over {_seeds_phrase(seeds)}{used}. "
         + PROTOCOL_NOTE
+        + note
+        + EMPHASIS_LEGEND
     )
+
+
+def _visible(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [entry for entry in results["methods"].values() if not entry["hidden"]]
+
+
+def _seeds_used(results: dict[str, Any], summary_key: str) -> str:
+    """Which methods were left with fewer seeds than configured, and how many they used."""
+    short = [
+        f"{key} {entry[summary_key]['id_test']['n']}"
+        for key, entry in results["methods"].items()
+        if not entry["hidden"]
+        and summary_key in entry
+        and entry[summary_key]["id_test"]["n"] < expected_fits(results, entry)
+    ]
+    if not short:
+        return ""
+    return f" configured (seeds used, the others having failed: {', '.join(short)})"
 
 
 def formatted_rows(
     results: dict[str, Any],
-    emphasise: Callable[[str], str],
+    emphasise: Callable[[str, str], str],
     failures: Callable[[int], str],
+    summary_key: str = "summary",
 ) -> list[tuple[str, str, list[str]]]:
-    """(method, setting, cells) per row, the best cell per column passed through ``emphasise``
+    """(method, setting, cells) per row, marked cells passed through ``emphasise(text, mark)``
     and a non-zero failed-cell count appended to the setting by ``failures``."""
     cols = columns(results)
-    table = rows(results)
-    best = best_per_column(table, cols)
+    table = rows(results, summary_key)
+    marks = marks_per_column(table, cols)
     formatted = []
     for row in table:
-        cells = [
-            emphasise(text) if best.get(col.key) == row.method else text
-            for col in cols
-            for text in [format_stat(row.values[col.key])]
-        ]
+        cells = []
+        for col in cols:
+            text = format_stat(row.values[col.key])
+            mark = marks.get(col.key, {}).get(row.method)
+            cells.append(emphasise(text, mark) if mark else text)
         notes = row.notes + (failures(row.failed_cells) if row.failed_cells else "")
         formatted.append((row.method, notes, cells))
     return formatted
 
 
-def markdown_table(results: dict[str, Any]) -> str:
+def markdown_emphasis(text: str, mark: str) -> str:
+    return f"**{text}**" if mark == BEST else f"*{text}*"
+
+
+def markdown_table(results: dict[str, Any], summary_key: str = "summary") -> str:
     header = "| method | setting | " + " | ".join(c.title for c in columns(results)) + " |"
     rule = "|---|---|" + "---|" * len(columns(results))
     lines = [header, rule]
     for method, notes, cells in formatted_rows(
-        results, lambda text: f"**{text}**", lambda n: f", {n} failed cell(s)"
+        results, markdown_emphasis, lambda n: f", {n} failed cell(s)", summary_key
     ):
         lines.append(f"| {method} | {notes} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def markdown_contrasts(results: dict[str, Any]) -> str:
+    cols = columns(results)
+    header = "| contrast | " + " | ".join(c.title for c in cols) + " |"
+    lines = [header, "|---|" + "---|" * len(cols)]
+    for contrast in contrasts(results):
+        cells = [
+            f"**{text}**" if contrast.resolved(col.key) else text
+            for col in cols
+            for text in [format_difference(contrast.values[col.key])]
+        ]
+        lines.append(f"| {contrast.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_summary(results: dict[str, Any]) -> str:
+    parts = [
+        f"# lpft results: {results['benchmark']['name']}",
+        caption(results),
+        markdown_table(results),
+    ]
+    if contrasts(results):
+        parts += [contrast_caption(results), markdown_contrasts(results)]
+    if has_oracle(results):
+        parts += [
+            "## Oracle (selected on OOD validation; not a protocol result)",
+            oracle_caption(results),
+            markdown_table(results, ORACLE),
+        ]
+    notes = warnings(results)
+    if notes:
+        parts.append("\n".join(f"- {note}" for note in notes))
+    return "\n\n".join(parts) + "\n"
+
+
+# --- grid edges ----------------------------------------------------------------------------------
+
+
+@dataclass
+class GridEdge:
+    """Seeds whose selected ``axis`` value is the lowest or highest value of its grid."""
+
+    axis: str
+    side: str
+    value: float
+    count: int
+    total: int
+
+    def note(self) -> str:
+        return (
+            f"{self.axis}={self.value:g} at the {self.side} edge of its grid "
+            f"({self.count}/{self.total} seeds)"
+        )
+
+
+def axis_grid(entry: dict[str, Any], axis: str) -> list[float]:
+    """Every value of ``axis`` the method tried (failed cells included), ascending."""
+    values = set()
+    for seed in entry["seeds"]:
+        for cell in seed["cells"]:
+            if axis in cell["hparams"]:
+                values.add(cell["hparams"][axis])
+            values.update(c["hparams"][axis] for c in cell["candidates"] if axis in c["hparams"])
+    return sorted(values)
+
+
+def grid_edges(entry: dict[str, Any]) -> list[GridEdge]:
+    """Selections at the lowest or highest value of a grid of two or more values."""
+    distinct = entry["seeds"] if entry["seed_dependent"] else entry["seeds"][:1]
+    chosen = [s["selected"] for s in distinct if s["selected"]]
+    edges = []
+    for axis in entry.get("axes", []):
+        grid = axis_grid(entry, axis)
+        if len(grid) < 2:
+            continue
+        for side, value in (("lower", grid[0]), ("upper", grid[-1])):
+            count = sum(1 for c in chosen if c["hparams"].get(axis) == value)
+            if count:
+                edges.append(GridEdge(axis, side, value, count, len(chosen)))
+    return edges
+
+
+def warnings(results: dict[str, Any]) -> list[str]:
+    """What a reader of the table must not miss: seeds that dropped out, selections at the edge
+    of their grid."""
+    notes = []
+    for key, entry in results["methods"].items():
+        if entry["hidden"]:
+            continue
+        n, expected = entry["summary"]["id_test"]["n"], expected_fits(results, entry)
+        if n < expected:
+            notes.append(
+                f"{key}: statistics over {n} of {expected} seeds (every cell of the others failed)"
+            )
+        for edge in grid_edges(entry):
+            notes.append(
+                f"{key}: {edge.note()}; the best value may lie outside the grid, consider "
+                f"extending it past {edge.value:g}"
+            )
+    return notes
+
+
+# --- paired contrasts ----------------------------------------------------------------------------
+
+REFERENCE_METHOD = "ft"
+
+
+@dataclass
+class Contrast:
+    """``minuend - subtrahend`` per seed, summarised: {mean, half_width, n} per column."""
+
+    minuend: str
+    subtrahend: str
+    values: dict[str, dict[str, float]]
+
+    @property
+    def label(self) -> str:
+        return f"{self.minuend} − {self.subtrahend}"
+
+    def resolved(self, column: str) -> bool:
+        """The interval of the difference excludes zero."""
+        stat = self.values[column]
+        if math.isnan(stat["half_width"]):
+            return False
+        return abs(stat["mean"]) > stat["half_width"]
+
+
+def contrast_pairs(keys: list[str]) -> list[tuple[str, str]]:
+    """Every pair of methods once: against ``ft`` when one of them is ft, else later − earlier."""
+    pairs = []
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if second == REFERENCE_METHOD:
+                pairs.append((first, second))
+            else:
+                pairs.append((second, first))
+    return pairs
+
+
+def seed_values(results: dict[str, Any], entry: dict[str, Any], column: str) -> list[float | None]:
+    """Each seed's selected value in ``column`` (None where the seed has no evaluated selection);
+    a fit shared by every seed repeats under each."""
+    values = []
+    for seed in entry["seeds"]:
+        chosen = seed["selected"]
+        if not chosen or "id_test" not in chosen:
+            values.append(None)
+        elif column == "id_test":
+            values.append(chosen["id_test"])
+        elif column == "ood_avg":
+            ood = list(chosen["ood"].values())
+            values.append(sum(ood) / len(ood) if ood else None)
+        else:
+            values.append(chosen["ood"][column.removeprefix("ood:")])
+    return values
+
+
+def contrasts(results: dict[str, Any]) -> list[Contrast]:
+    """Paired differences between the visible methods over the seeds both completed."""
+    methods = {k: e for k, e in results["methods"].items() if not e["hidden"]}
+    found = []
+    for minuend, subtrahend in contrast_pairs(list(methods)):
+        a, b = methods[minuend], methods[subtrahend]
+        values = {}
+        for col in columns(results):
+            pairs = zip(
+                seed_values(results, a, col.key), seed_values(results, b, col.key), strict=False
+            )
+            differences = [x - y for x, y in pairs if x is not None and y is not None]
+            if not (a["seed_dependent"] or b["seed_dependent"]):
+                differences = differences[:1]
+            values[col.key] = mean_ci(differences, results["confidence"])
+        found.append(Contrast(minuend, subtrahend, values))
+    return found
+
+
+def format_difference(stat: dict[str, float]) -> str:
+    mean, half = stat["mean"], stat["half_width"]
+    if math.isnan(mean):
+        return "—"
+    text = f"{mean * PERCENT:+.1f}"
+    return text if math.isnan(half) else f"{text} ± {half * PERCENT:.1f}"
+
+
+def contrast_caption(results: dict[str, Any]) -> str:
     return (
-        f"# lpft results: {results['benchmark']['name']}\n\n"
-        f"{caption(results)}\n\n{markdown_table(results)}\n"
+        "Paired differences (percentage points): per seed, one method's selected accuracy minus "
+        f"the other's, then mean ± {results['confidence']:.0%} t-interval over the seeds both "
+        "completed (a fit shared by every seed enters each seed). Bold: the interval excludes "
+        "0, so the difference is resolved at this level; otherwise the data cannot order the two."
+    )
+
+
+# --- oracle rows ---------------------------------------------------------------------------------
+
+ORACLE = "oracle"
+
+
+def has_oracle(results: dict[str, Any]) -> bool:
+    return any(ORACLE in entry for entry in _visible(results))
+
+
+def oracle_caption(results: dict[str, Any]) -> str:
+    return (
+        "Oracle rows: each seed's candidate (C or learning rate; epochs stay chosen on ID "
+        "validation) with the best mean accuracy over the OOD validation sets. OOD validation "
+        "is not available under the protocol, so these rows bound what selection could gain and "
+        f"are not comparable results. Mean ± {results['confidence']:.0%} t-interval."
+        + EMPHASIS_LEGEND
     )
 
 
@@ -139,11 +442,11 @@ class ColumnGroup:
 
 @dataclass
 class MultiRunTable:
-    """Methods x (run, column); ``values`` and ``best`` are keyed by ``group_key(label, col)``."""
+    """Methods x (run, column); ``values`` and ``marks`` are keyed by ``group_key(label, col)``."""
 
     groups: list[ColumnGroup]
     rows: list[Row]
-    best: dict[str, str]
+    marks: dict[str, dict[str, Mark]]
 
 
 NO_VALUE = {"mean": float("nan"), "half_width": float("nan"), "n": 0}
@@ -153,10 +456,14 @@ def group_key(label: str, column: Column) -> str:
     return f"{label}/{column.key}"
 
 
-def multi_run_table(runs: list[tuple[str, dict[str, Any]]]) -> MultiRunTable:
+def multi_run_table(
+    runs: list[tuple[str, dict[str, Any]]], summary_key: str = "summary"
+) -> MultiRunTable:
     """One row per method over several labelled runs; a method absent from a run shows '—'."""
     groups = [ColumnGroup(label, columns(results)) for label, results in runs]
-    per_run = {label: {row.method: row for row in rows(results)} for label, results in runs}
+    per_run = {
+        label: {row.method: row for row in rows(results, summary_key)} for label, results in runs
+    }
     methods = list(dict.fromkeys(m for table in per_run.values() for m in table))
     merged = []
     for method in methods:
@@ -177,7 +484,7 @@ def multi_run_table(runs: list[tuple[str, dict[str, Any]]]) -> MultiRunTable:
             )
         )
     keyed = [Column(group_key(g.label, c), c.title) for g in groups for c in g.columns]
-    return MultiRunTable(groups, merged, best_per_column(merged, keyed))
+    return MultiRunTable(groups, merged, marks_per_column(merged, keyed))
 
 
 def _merged_notes(present: dict[str, Row]) -> str:
@@ -189,7 +496,10 @@ def _merged_notes(present: dict[str, Row]) -> str:
 
 def multi_run_caption(runs: list[tuple[str, dict[str, Any]]]) -> str:
     """States the interval, the seeds and backbone of each run and the selection rule."""
-    legend = " Setting: BatchNorm mode while training. Bold: best mean per column."
+    legend = (
+        " Setting: BatchNorm mode while training, the grid searched, and any selection at the "
+        "edge of its grid (seeds that chose it / seeds)."
+    )
     if len(runs) == 1:
         return caption(runs[0][1]) + legend
     details = "; ".join(
@@ -199,6 +509,7 @@ def multi_run_caption(runs: list[tuple[str, dict[str, Any]]]) -> str:
     return (
         f"Accuracy (%): mean ± {' / '.join(levels)} t-interval over seeds ({details}). "
         + PROTOCOL_NOTE
+        + EMPHASIS_LEGEND
         + legend
     )
 
@@ -207,10 +518,10 @@ def _seeds_phrase(seeds: int) -> str:
     return f"{seeds} seed{'s' if seeds != 1 else ''}"
 
 
-def multi_run_cells(table: MultiRunTable, row: Row) -> list[tuple[str, bool]]:
-    """Formatted statistic and whether it is the column's best, in column order."""
+def multi_run_cells(table: MultiRunTable, row: Row) -> list[tuple[str, Mark]]:
+    """Formatted statistic and its mark (``best``, ``tie`` or None), in column order."""
     return [
-        (format_stat(row.values[key]), table.best.get(key) == row.method)
+        (format_stat(row.values[key]), table.marks.get(key, {}).get(row.method))
         for group in table.groups
         for key in (group_key(group.label, col) for col in group.columns)
     ]

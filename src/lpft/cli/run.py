@@ -10,7 +10,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lpft.analysis.tables import caption, columns, formatted_rows
+from lpft.analysis.tables import (
+    BEST,
+    ORACLE,
+    caption,
+    columns,
+    contrast_caption,
+    contrasts,
+    format_difference,
+    formatted_rows,
+    has_oracle,
+    oracle_caption,
+    warnings,
+)
 from lpft.config import RunConfig, deep_merge, load_yaml_config, parse_set_option, resolve_config
 from lpft.errors import ConfigError
 
@@ -188,15 +200,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_table(results: dict[str, Any], console: Console) -> None:
-    table = Table(
-        title=f"{results['benchmark']['name']} · {results['model']}", caption=caption(results)
-    )
+    """The accuracy table, the paired contrasts, oracle rows apart, then any warnings."""
+    title = f"{results['benchmark']['name']} · {results['model']}"
+    console.print(accuracy_table(results, title, caption(results), "summary"))
+    found = contrasts(results)
+    if found:
+        table = Table(title="paired contrasts (points)", caption=contrast_caption(results))
+        table.add_column("contrast", style="bold")
+        cols = columns(results)
+        for col in cols:
+            table.add_column(col.title, justify="right")
+        for contrast in found:
+            cells = [
+                f"[bold green]{text}[/]" if contrast.resolved(col.key) else text
+                for col in cols
+                for text in [format_difference(contrast.values[col.key])]
+            ]
+            table.add_row(contrast.label, *cells)
+        console.print(table)
+    if has_oracle(results):
+        console.print(
+            accuracy_table(
+                results, f"ORACLE (selected on OOD val) · {title}", oracle_caption(results), ORACLE
+            )
+        )
+    for note in warnings(results):
+        console.print(f"[yellow]warning: {note}[/]")
+
+
+def accuracy_table(results: dict[str, Any], title: str, text: str, summary_key: str) -> Table:
+    table = Table(title=title, caption=text)
     table.add_column("method", style="bold")
     table.add_column("setting")
     for col in columns(results):
         table.add_column(col.title, justify="right")
     for method, notes, cells in formatted_rows(
-        results, lambda text: f"[bold green]{text}[/]", lambda n: f", [red]{n} failed[/]"
+        results, terminal_emphasis, lambda n: f", [red]{n} failed[/]", summary_key
     ):
         table.add_row(method, notes, *cells)
-    console.print(table)
+    return table
+
+
+def terminal_emphasis(text: str, mark: str) -> str:
+    return f"[bold green]{text}[/]" if mark == BEST else f"[italic]{text}[/]"

@@ -41,6 +41,9 @@ class Benchmark:
     bad_images: list[str] = field(default_factory=list)
     # Facts about how the splits were made (e.g. a val split drawn from train), for results.json.
     info: dict[str, Any] = field(default_factory=dict)
+    # OOD validation sets, read only for ``--oracle`` rows (selection on OOD val), never for the
+    # protocol's own selection.
+    ood_val: dict[str, EvalSplit] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         taken = sorted(set(self.ood) & set(ID_SPLITS))

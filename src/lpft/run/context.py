@@ -30,6 +30,7 @@ from lpft.training.runtime import derive_seed
 
 # Pre-transform a split into memory when its pipeline is deterministic and it fits in this.
 MATERIALIZE_MAX_BYTES = 1 << 30
+OOD_VAL_PREFIX = "ood_val:"
 
 
 class FeatureStore:
@@ -197,10 +198,14 @@ class RunContext:
         )
 
     def split_dataset(self, split: str) -> Dataset:
+        """A split by name: ``id_train``, ``id_val``, ``id_test``, an OOD set, or
+        ``ood_val:NAME`` for an OOD validation set."""
         if split == "id_train":
             return self.benchmark.id_train
         if split == "id_val":
             return self.benchmark.id_val
+        if split.startswith(OOD_VAL_PREFIX):
+            return self.benchmark.ood_val[split.removeprefix(OOD_VAL_PREFIX)].dataset
         return self.benchmark.eval_splits()[split].dataset
 
     def eval_loader(self, split: str) -> DataLoader:

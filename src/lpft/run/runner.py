@@ -23,8 +23,8 @@ from lpft.analysis.distortion import distortion
 from lpft.analysis.report import write_report
 from lpft.analysis.tables import markdown_summary
 from lpft.config import RunConfig
-from lpft.data import BuildContext, create_benchmark, lpft_home
-from lpft.errors import LpftError, TrainingDivergedError
+from lpft.data import BuildContext, EvalSplit, create_benchmark, lpft_home
+from lpft.errors import ConfigError, LpftError, TrainingDivergedError
 from lpft.io import (
     atomic_write_json,
     atomic_write_text,
@@ -35,8 +35,8 @@ from lpft.io import (
 from lpft.methods import Method, Selected, method_for
 from lpft.methods.base import LinearHead, Network, Predictor
 from lpft.models import create_backbone
-from lpft.run.context import RunContext
-from lpft.run.results import assemble, cell_entry, select, selected_entry
+from lpft.run.context import OOD_VAL_PREFIX, RunContext
+from lpft.run.results import assemble, cell_entry, oracle_entry, select, selected_entry
 from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir
 from lpft.training.evaluate import accuracy
 from lpft.training.features import forward_split
@@ -128,6 +128,10 @@ class Runner:
             self.config.benchmark_options,
             BuildContext(self.config.data_root, lpft_home(), self.config.skip_bad_images),
         )
+        if self.config.oracle and not benchmark.ood_val:
+            raise ConfigError(
+                f"--oracle: benchmark '{benchmark.name}' has no OOD validation split to select on"
+            )
         return device, benchmark, create_backbone(self.config.model)
 
     def _progress(self) -> Progress:
@@ -229,10 +233,17 @@ class Runner:
             return self._evaluate_network(ctx, predictor)
         raise TypeError(f"unknown predictor {type(predictor).__name__}")
 
+    def _oracle_splits(self, ctx: RunContext) -> dict[str, EvalSplit]:
+        """OOD validation sets by their context name, only for ``--oracle``."""
+        if not self.config.oracle:
+            return {}
+        return {OOD_VAL_PREFIX + name: split for name, split in ctx.benchmark.ood_val.items()}
+
     def _evaluate_head(self, ctx: RunContext, head: LinearHead) -> dict[str, Any]:
         """Accuracy of a linear head on the pretrained features (already cached)."""
         metrics: dict[str, Any] = {"ood": {}}
-        for name, split in ctx.benchmark.eval_splits().items():
+        splits = {**ctx.benchmark.eval_splits(), **self._oracle_splits(ctx)}
+        for name, split in splits.items():
             pre = ctx.features.get(name)
             logits = predict_logits(pre.features, head.weight, head.bias)
             self._store_accuracy(metrics, name, accuracy(logits, pre.labels, split.class_subset))
@@ -256,12 +267,25 @@ class Runner:
                 metrics, name, accuracy(post.logits, post.labels, split.class_subset)
             )
             metrics["distortion"][name] = distortion(pre, post)
+        for name, split in self._oracle_splits(ctx).items():
+            post = forward_split(
+                model.backbone,
+                ctx.eval_loader(name),
+                ctx.device,
+                head=model.head,
+                autocast_dtype=ctx.autocast_dtype,
+            )
+            self._store_accuracy(
+                metrics, name, accuracy(post.logits, post.labels, split.class_subset)
+            )
         return metrics
 
     @staticmethod
     def _store_accuracy(metrics: dict[str, Any], split: str, value: float) -> None:
         if split == "id_test":
             metrics["id_test"] = value
+        elif split.startswith(OOD_VAL_PREFIX):
+            metrics.setdefault("ood_val", {})[split.removeprefix(OOD_VAL_PREFIX)] = value
         else:
             metrics["ood"][split] = value
 
@@ -280,6 +304,8 @@ class Runner:
                         "cells": [cell_entry(c) for c in cells if c.fitted],
                     }
                 )
+                if self.config.oracle:
+                    seeds[-1]["oracle_selected"] = oracle_entry(cells)
             methods[planned.key] = {
                 "method": method.name,
                 "axes": list(method.sweep_axes(options)),
