@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lpft.cli.main import main
 from lpft.errors import CheckpointError, ConfigError
 from lpft.models import create_backbone, save_backbone_checkpoint, shipped_checkpoint_path
 from lpft.models.checkpoint import sha256_of
@@ -79,3 +80,34 @@ def test_foreign_or_corrupt_checkpoint_files_are_named(tmp_path: Path) -> None:
 def test_bad_specs_are_explained(spec: str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         create_backbone(spec)
+
+
+class NotWeights:
+    """A class a checkpoint may not contain: loading it would run code from the file."""
+
+    def __init__(self) -> None:
+        self.payload = [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["text", "pickled-object", "truncated"])
+def test_a_file_that_is_not_a_checkpoint_is_one_line_exit_2(
+    tmp_path: Path, capsys, kind: str
+) -> None:
+    path = tmp_path / "weights.pt"
+    if kind == "text":
+        path.write_text("these are not weights\n" * 20)
+    elif kind == "pickled-object":
+        torch.save({"model": NotWeights()}, path)
+    else:
+        save_backbone_checkpoint(path, "glyph_resnet", {}, GlyphResNet())
+        path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError) as error:
+        create_backbone(f"file:{path}")
+    message = str(error.value)
+    assert str(path) in message and "expected a file written by torch.save" in message
+    assert "weights_only" not in message and "\n" not in message
+
+    assert main(["run", "--model", f"file:{path}", "--quiet", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lpft: error: checkpoint ") and "\n" not in err
+    assert "weights_only" not in err

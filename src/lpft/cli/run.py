@@ -25,6 +25,7 @@ from lpft.analysis.tables import (
 )
 from lpft.config import RunConfig, deep_merge, load_yaml_config, parse_set_option, resolve_config
 from lpft.errors import ConfigError
+from lpft.run.rundir import RESUMABLE_DIFFERENCES, first_difference
 
 
 def _float_list(text: str) -> list[float]:
@@ -175,17 +176,30 @@ def resumed_config(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Every layer in the documented order (``resolve_config``) from the parsed flags."""
+    """Every layer in the documented order (``resolve_config``) from the parsed flags.
+
+    A resumed run accepts the command that started it (its flags resolve to the saved
+    configuration) as well as the saved configuration with flags on top (``--resume DIR`` alone,
+    or with a setting to change, which the run directory then accepts or refuses)."""
     top_settings, method_options = set_layers(args)
-    return resolve_config(
-        yaml_path=args.config,
-        quick=args.quick,
-        overrides=deep_merge(overrides_from_args(args), top_settings),
-        every_method={"epochs": args.epochs} if args.epochs is not None else {},
-        method_options=method_options,
-        lrs=lrs_from_args(args),
-        base=resumed_config(args),
-    )
+    layers = {
+        "yaml_path": args.config,
+        "quick": args.quick,
+        "overrides": deep_merge(overrides_from_args(args), top_settings),
+        "every_method": {"epochs": args.epochs} if args.epochs is not None else {},
+        "method_options": method_options,
+        "lrs": lrs_from_args(args),
+    }
+    saved = resumed_config(args)
+    if saved is None:
+        return resolve_config(**layers)
+    try:
+        fresh = resolve_config(**layers)
+        if first_difference(saved, fresh.to_plain(), RESUMABLE_DIFFERENCES) is None:
+            return fresh
+    except ConfigError:
+        pass
+    return resolve_config(**layers, base=saved)
 
 
 def run(args: argparse.Namespace) -> int:
