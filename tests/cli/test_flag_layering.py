@@ -95,9 +95,7 @@ def parse(argv: list[str]):
 
 
 COMBINATIONS = [
-    set(chosen)
-    for size in range(len(FLAGS) + 1)
-    for chosen in itertools.combinations(FLAGS, size)
+    set(chosen) for size in range(len(FLAGS) + 1) for chosen in itertools.combinations(FLAGS, size)
 ]
 
 
@@ -140,7 +138,7 @@ def test_set_for_a_method_survives_the_methods_flag() -> None:
 
 
 def test_bad_set_value_for_a_listed_method_is_refused() -> None:
-    with pytest.raises(ConfigError, match="methods.lp.solver='bogus'"):
+    with pytest.raises(ConfigError, match=r"methods\.lp\.solver='bogus'"):
         parse(["run", "--methods", "lp", "--set", "methods.lp.solver=bogus"])
 
 
