@@ -116,3 +116,41 @@ def test_divergent_cell_is_recorded_and_the_sweep_goes_on(tiny_overrides: dict) 
     assert results["methods"]["ft"]["summary"]["failed_cells"] == 2
     summary = (Path(tiny_overrides["out"]) / "summary.md").read_text()
     assert "2 failed cell(s)" in summary
+
+
+def test_oracle_rows_select_on_ood_val_and_stay_apart(tiny_overrides: dict) -> None:
+    tiny_overrides.update(oracle=True, benchmark_options={"ood_val": True, "guard_ood": True})
+    tiny_overrides["methods"]["ft"] = {"lrs": [1e-3, 1e-2, 1e-1]}
+    OodGuard.allowed = False
+
+    def on_phase(phase: str) -> None:
+        OodGuard.allowed = phase == "evaluate"
+
+    results = run(tiny_overrides, on_phase=on_phase)
+    for key in ("lp", "ft", "lpft"):
+        entry = results["methods"][key]
+        assert "oracle" in entry
+        for seed in entry["seeds"]:
+            candidates = [c for cell in seed["cells"] for c in cell["candidates"]]
+            best = max(c["ood_val"]["shifted"] for c in candidates)
+            first = next(c for c in candidates if c["ood_val"]["shifted"] == best)
+            assert seed["oracle_selected"]["hparams"] == first["hparams"]
+    summary = (Path(tiny_overrides["out"]) / "summary.md").read_text()
+    main, _, oracle = summary.partition("## Oracle")
+    assert oracle and "| ft (oracle) |" in oracle and "| lp (oracle) |" in oracle
+    assert "(oracle)" not in main and "| ft |" in main
+
+
+def test_oracle_needs_an_ood_validation_split(tiny_overrides: dict) -> None:
+    tiny_overrides["oracle"] = True
+    with pytest.raises(ConfigError, match="has no OOD validation split"):
+        run(tiny_overrides)
+
+
+def test_without_oracle_ood_val_is_never_evaluated(tiny_overrides: dict) -> None:
+    tiny_overrides["benchmark_options"] = {"ood_val": True}
+    tiny_overrides["methods"] = {"lp": {"C": [1e-2, 1.0]}}
+    results = run(tiny_overrides)
+    candidates = results["methods"]["lp"]["seeds"][0]["cells"][0]["candidates"]
+    assert all("ood_val" not in c for c in candidates)
+    assert "oracle" not in results["methods"]["lp"]
