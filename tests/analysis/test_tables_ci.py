@@ -76,13 +76,15 @@ def test_two_runs_give_one_column_group_per_benchmark(synthetic) -> None:
     assert [text for text, _ in cells[4:]] == ["—", "—"]
 
 
-def test_best_mean_of_each_column_is_bold(synthetic) -> None:
+def test_best_mean_of_each_column_is_marked(synthetic) -> None:
     results = synthetic(rng_seed=2)
     table = tables.multi_run_table([("a", results)])
     key = tables.group_key("a", tables.columns(results)[0])
     best = max(table.rows, key=lambda row: row.values[key]["mean"])
-    for row in table.rows:
-        assert tables.multi_run_cells(table, row)[0][1] == (row is best)
+    marks = {row.method: tables.multi_run_cells(table, row)[0][1] for row in table.rows}
+    assert marks[best.method] in (tables.BEST, tables.TIE)
+    if marks[best.method] == tables.BEST:
+        assert all(mark is None for method, mark in marks.items() if method != best.method)
 
 
 def test_caption_states_interval_selection_rule_and_batchnorm(synthetic) -> None:
@@ -99,9 +101,10 @@ def test_notes_name_batchnorm_mode_and_failed_cells(synthetic) -> None:
     results = synthetic(failed_lr=1e-1)
     table = tables.multi_run_table([("a", results)])
     notes = {row.method: tables.multi_run_notes(row) for row in table.rows}
-    assert notes["lp"] == "BN frozen"
-    assert notes["ft"] == "BN train, 1 failed cell(s)"
-    assert notes["lpft"] == "BN eval"
+    assert notes["lp"].startswith("BN frozen; C: 4 values")
+    assert notes["ft"].startswith("BN train; lr: 0.001, 0.01, 0.1")
+    assert notes["ft"].endswith(", 1 failed cell(s)")
+    assert notes["lpft"].startswith("BN eval; lr: 1e-05, 0.0001")
 
 
 def test_single_run_markdown_table_is_unchanged(synthetic) -> None:
