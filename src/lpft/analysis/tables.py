@@ -161,8 +161,19 @@ def caption(results: dict[str, Any], summary_key: str = "summary") -> str:
         f"{results['confidence']:.0%} t-interval over {_seeds_phrase(seeds)}{used}. "
         + PROTOCOL_NOTE
         + note
+        + _solver_note(results)
         + EMPHASIS_LEGEND
     )
+
+
+def _solver_note(results: dict[str, Any]) -> str:
+    """Which LP solver produced the LP rows (and the heads LP-FT started from)."""
+    solvers = {
+        f"{key}: {entry['describe']['solver']}"
+        for key, entry in results["methods"].items()
+        if "solver" in entry["describe"]
+    }
+    return f" LP solver ({'; '.join(sorted(solvers))})." if solvers else ""
 
 
 def _visible(results: dict[str, Any]) -> list[dict[str, Any]]:
