@@ -122,7 +122,8 @@ def test_partial_run_is_reported_with_a_warning(make_run_dir, tmp_path: Path) ->
     markdown, page = written[0].read_text(), written[1].read_text()
     assert "> **Warning:** synthetic-a: results.json has status 'partial'" in markdown
     assert '<div class="warning">' in page
-    assert "| ft | BN train | — | — | — | — |" in markdown
+    assert "| ft | BN train; lr: 0.001, 0.01, 0.1; " in markdown
+    assert "| — | — | — | — |" in markdown and "statistics over" not in markdown
     assert {"lr-sweep", "lp-path", "training-curves"} <= figure_names(written, "synthetic-a")
 
 
@@ -138,7 +139,8 @@ def test_method_whose_cells_all_failed_is_still_reported(synthetic, tmp_path: Pa
     run.mkdir()
     (run / "results.json").write_text(json.dumps(results))
     markdown = write_report([run], tmp_path / "out")[0].read_text()
-    assert "| ft | BN train, 9 failed cell(s) | — | — |" in markdown
+    assert "| ft | BN train; lr: 0.001, 0.01, 0.1, 9 failed cell(s) | — | — |" in markdown
+    assert "ft: statistics over 0 of 3 seeds" in markdown
     assert markdown.count("loss is nan") == 9
 
 

@@ -180,14 +180,20 @@ def _visible(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry for entry in results["methods"].values() if not entry["hidden"]]
 
 
+def selected_fits(entry: dict[str, Any]) -> int:
+    """Distinct fits (seeds) with a selection: the others had every cell fail."""
+    distinct = entry["seeds"] if entry["seed_dependent"] else entry["seeds"][:1]
+    return sum(1 for seed in distinct if seed["selected"])
+
+
 def _seeds_used(results: dict[str, Any], summary_key: str) -> str:
     """Which methods were left with fewer seeds than configured, and how many they used."""
     short = [
-        f"{key} {entry[summary_key]['id_test']['n']}"
+        f"{key} {selected_fits(entry)}"
         for key, entry in results["methods"].items()
         if not entry["hidden"]
         and summary_key in entry
-        and entry[summary_key]["id_test"]["n"] < expected_fits(results, entry)
+        and selected_fits(entry) < expected_fits(results, entry)
     ]
     if not short:
         return ""
@@ -320,7 +326,7 @@ def warnings(results: dict[str, Any]) -> list[str]:
     for key, entry in results["methods"].items():
         if entry["hidden"]:
             continue
-        n, expected = entry["summary"]["id_test"]["n"], expected_fits(results, entry)
+        n, expected = selected_fits(entry), expected_fits(results, entry)
         if n < expected:
             notes.append(
                 f"{key}: statistics over {n} of {expected} seeds (every cell of the others failed)"
