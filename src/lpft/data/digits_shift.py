@@ -133,8 +133,8 @@ def _dataset(split: ArraySplit) -> GlyphDataset:
         "methods": {
             "lp": {},
             "ft": {"lrs": [3e-3, 1e-2, 3e-2], "epochs": 10, "batch_size": 32},
-            "ft@bn-eval": {"batchnorm": "eval"},
-            "lpft": {"lrs": [1e-4, 3e-4, 1e-3, 3e-3], "epochs": 10, "batch_size": 32},
+            "ft@bn-eval": {"batchnorm": "eval", "lrs": [1e-3, 3e-3, 1e-2, 3e-2]},
+            "lpft": {"lrs": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3], "epochs": 10, "batch_size": 32},
         }
     },
 )
