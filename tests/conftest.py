@@ -13,29 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict
-from torch.utils.data import Dataset
 
 from lpft.data import Benchmark, BuildContext, EvalSplit, register_benchmark
 from lpft.models import BUILTIN_BACKBONES
 from lpft.models.glyph_resnet import GlyphResNet
-from tests_support import OodGuard
+from tests_support import ArrayImages, OodGuard
 
 TINY_CLASSES = 4
-
-
-class ArrayImages(Dataset):
-    def __init__(self, images: np.ndarray, labels: np.ndarray, guard=None) -> None:
-        self.images, self.labels, self.guard = images, labels, guard
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        if self.guard is not None:
-            self.guard(index)
-        return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
 
 
 class TinyOptions(BaseModel):

@@ -11,13 +11,13 @@ import torch
 from torchvision import transforms
 
 import lpft.run.context as run_context
-from conftest import ArrayImages
 from lpft.config import resolve_config
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.run.runner import Runner
 from lpft.training.feature_cache import FeatureCache, FeatureKey, NpyRowChunks
 from lpft.training.logreg import LogisticRegressionPath
+from tests_support import ArrayImages
 
 TINY_KWARGS = {"widths": [8, 16, 16], "blocks_per_stage": 1, "input_size": 8}
 
