@@ -42,9 +42,10 @@ def test_methods_flag_replaces_the_yaml_method_list(tmp_path: Path) -> None:
 
 def test_variants_inherit_benchmark_defaults_of_their_method() -> None:
     config = resolve_config(overrides={"methods": {"ft": {}, "ft@bn-eval": {"batchnorm": "eval"}}})
-    assert isinstance(config.methods["ft@bn-eval"], FineTuneOptions)
-    assert config.methods["ft@bn-eval"].lrs == config.methods["ft"].lrs
-    assert config.methods["ft@bn-eval"].batchnorm == "eval"
+    variant, ft = config.methods["ft@bn-eval"], config.methods["ft"]
+    assert isinstance(variant, FineTuneOptions)
+    assert (variant.epochs, variant.batch_size) == (ft.epochs, ft.batch_size) == (10, 32)
+    assert variant.batchnorm == "eval"
 
 
 def test_quick_profile_shrinks_the_work() -> None:
