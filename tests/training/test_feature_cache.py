@@ -158,3 +158,18 @@ def test_streamed_lp_matches_in_memory_lp(tmp_path: Path) -> None:
         logits_a = features @ a.weight.T + a.bias
         logits_b = features @ b.weight.T + b.bias
         assert torch.equal(logits_a.argmax(1), logits_b.argmax(1))
+
+
+def test_an_unreadable_entry_is_replaced(tmp_path: Path) -> None:
+    broken = tmp_path / key().digest()
+    broken.mkdir()
+    (broken / "key.json").write_text("{")
+    cache = FeatureCache(tmp_path)
+    assert cache.lookup(key()) is None
+
+    def batches():
+        yield torch.full((4, 2), 3.0), torch.zeros(4, dtype=torch.long), {}
+
+    entry = cache.get_or_extract(key(), 4, batches)
+    np.testing.assert_array_equal(entry.features, np.full((4, 2), 3.0))
+    assert FeatureCache(tmp_path).lookup(key()) is not None

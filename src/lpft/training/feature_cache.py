@@ -126,15 +126,25 @@ class FeatureCache:
         )
         try:
             _write_entry(temporary, key, rows, batches())
-            target = self.root / key.digest()
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(temporary, target)
+            self._publish(temporary, key)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
         found = self.lookup(key)
-        assert found is not None, "an entry just written must be readable"
+        if found is None:
+            raise OSError(f"{self.root / key.digest()}: feature cache entry unreadable after write")
         return found
+
+    def _publish(self, temporary: Path, key: FeatureKey) -> None:
+        """Rename a complete entry into place. If another process published the same key
+        meanwhile, its entry (same numbers) is kept; an unreadable one is replaced."""
+        target = self.root / key.digest()
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            if self.lookup(key) is not None:
+                return
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(temporary, target)
 
 
 class _RowWriter:
