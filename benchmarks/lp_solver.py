@@ -61,7 +61,7 @@ def gaussian_spectrum(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np
     scales = 1.0 / np.sqrt(np.arange(1, d + 1))
     basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
     labels = rng.integers(k, size=n)
-    means = rng.normal(size=(k, d)) * scales * 0.6
+    means = rng.normal(size=(k, d)) * scales * 0.12
     codes = (means[labels] + rng.normal(size=(n, d)) * scales) @ basis.T
     return np.maximum(codes + 0.1, 0.0).astype(np.float32), labels
 
