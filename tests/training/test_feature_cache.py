@@ -12,6 +12,7 @@ from torchvision import transforms
 
 import lpft.run.context as run_context
 from lpft.config import resolve_config
+from lpft.data import BuildContext, create_benchmark
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.run.runner import Runner
@@ -23,16 +24,17 @@ TINY_KWARGS = {"widths": [8, 16, 16], "blocks_per_stage": 1, "input_size": 8}
 
 
 @pytest.fixture
-def image_loads(monkeypatch) -> list[int]:
-    """Every image the tiny benchmark hands out, counted."""
+def image_loads(tmp_path: Path, monkeypatch) -> list[int]:
+    """Every image the tiny benchmark (see conftest) hands out, counted."""
+    images = type(create_benchmark("tiny", {}, BuildContext(None, tmp_path, False)).id_train)
     loads: list[int] = []
-    original = ArrayImages.__getitem__
+    original = images.__getitem__
 
     def counting(self, index: int):
         loads.append(index)
         return original(self, index)
 
-    monkeypatch.setattr(ArrayImages, "__getitem__", counting)
+    monkeypatch.setattr(images, "__getitem__", counting)
     return loads
 
 
