@@ -12,7 +12,6 @@ from torchvision import transforms
 
 import lpft.run.context as run_context
 from lpft.config import resolve_config
-from lpft.data import BuildContext, create_benchmark
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.run.runner import Runner
@@ -24,17 +23,16 @@ TINY_KWARGS = {"widths": [8, 16, 16], "blocks_per_stage": 1, "input_size": 8}
 
 
 @pytest.fixture
-def image_loads(tmp_path: Path, monkeypatch) -> list[int]:
-    """Every image the tiny benchmark (see conftest) hands out, counted."""
-    images = type(create_benchmark("tiny", {}, BuildContext(None, tmp_path, False)).id_train)
+def image_loads(monkeypatch) -> list[int]:
+    """Every image the tiny benchmark hands out, counted."""
     loads: list[int] = []
-    original = images.__getitem__
+    original = ArrayImages.__getitem__
 
     def counting(self, index: int):
         loads.append(index)
         return original(self, index)
 
-    monkeypatch.setattr(images, "__getitem__", counting)
+    monkeypatch.setattr(ArrayImages, "__getitem__", counting)
     return loads
 
 
