@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from torchvision.datasets import CIFAR10, STL10
 
 from lpft.data.benchmark import (
     ID_SPLITS,
@@ -124,8 +125,6 @@ def check_cifar_classes(directory: Path) -> None:
 def _download_torchvision(root: Path, options: CifarOptions, stl: bool) -> None:
     if not options.download:
         return
-    from torchvision.datasets import CIFAR10, STL10
-
     CIFAR10(str(root), train=True, download=True)
     if stl:
         STL10(str(root), split="test", download=True)

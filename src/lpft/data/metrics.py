@@ -7,22 +7,27 @@ a benchmark may add more, e.g. WILDS' worst-region accuracy, which reads per-exa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from lpft.training.evaluate import accuracy, predictions
 
-if TYPE_CHECKING:
-    from lpft.data.benchmark import EvalSplit
-
 PRIMARY_METRIC = "accuracy"
 
-Metric = Callable[[torch.Tensor, torch.Tensor, "EvalSplit"], float]
+
+class ScoredSplit(Protocol):
+    """What a metric may read of the split it scores (``lpft.data.EvalSplit``)."""
+
+    class_subset: tuple[int, ...] | None
+    metadata: dict[str, Sequence[Any]]
 
 
-def split_accuracy(logits: torch.Tensor, labels: torch.Tensor, split: EvalSplit) -> float:
+Metric = Callable[[torch.Tensor, torch.Tensor, ScoredSplit], float]
+
+
+def split_accuracy(logits: torch.Tensor, labels: torch.Tensor, split: ScoredSplit) -> float:
     return accuracy(logits, labels, split.class_subset)
 
 
@@ -30,7 +35,7 @@ def worst_group_accuracy(field: str, ignore: Sequence[str] = ()) -> Metric:
     """The lowest accuracy over the groups named by ``split.metadata[field]`` (one value per
     example), leaving out the groups in ``ignore`` (WILDS leaves out FMoW's region 'Other')."""
 
-    def metric(logits: torch.Tensor, labels: torch.Tensor, split: EvalSplit) -> float:
+    def metric(logits: torch.Tensor, labels: torch.Tensor, split: ScoredSplit) -> float:
         groups = np.asarray(split.metadata[field])
         correct = (predictions(logits, split.class_subset).cpu() == labels.cpu()).numpy()
         per_group = [
