@@ -52,7 +52,10 @@ def test_imagenet_class_indices_and_restricted_scoring(tmp_path: Path, capsys) -
     code, out = check_output("imagenet", root, capsys)
     assert code == 0, out
     assert "1000 images, 1000 classes" in out and "6 images, 3 classes" in out
-    results = quick_run("imagenet", root, tmp_path / "run", "--set", "benchmark_options.ood=[r,a]")
+    results = quick_run(
+        "imagenet", root, tmp_path / "run", "--set", "benchmark_options.ood=[r,a]",
+        "--set", "methods.lpft.batch_size=64",
+    )  # fmt: skip
     assert results["benchmark"]["ood"]["r"]["class_subset"] == [1, 7, 999]
     assert set(results["methods"]["lpft"]["summary"]["ood"]) == {"r", "a"}
 
