@@ -9,8 +9,6 @@ import pytest
 from lpft.cli.main import main
 from lpft.config import load_yaml_config, resolve_config
 from lpft.data.benchmark import benchmark_defaults
-from lpft.errors import ConfigError
-from lpft.registry import BACKBONE_SOURCES
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "paper").glob("*.yaml"))
 PAPER_BENCHMARKS = {
@@ -25,15 +23,8 @@ def test_one_config_per_paper_benchmark() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_validates_and_matches_the_paper(path: Path) -> None:
-    raw = load_yaml_config(path)
-    source = raw["model"].partition(":")[0]
-    overrides = {}
-    if source not in BACKBONE_SOURCES.names():
-        # A backbone source not registered in this build (open_clip): validate everything else.
-        with pytest.raises(ConfigError, match="unknown backbone source"):
-            resolve_config(yaml_path=path)
-        overrides = {"model": "builtin:glyph-resnet-scratch"}
-    config = resolve_config(yaml_path=path, overrides=overrides)
+    config = resolve_config(yaml_path=path)  # model specs validate without their weights
+    assert config.model.partition(":")[0] in {"file", "openclip"}
     paper = benchmark_defaults(config.benchmark)["methods"]
     for method in ("ft", "lpft"):
         options = config.methods[method]
