@@ -50,6 +50,8 @@ def test_data_check_then_quick_lp_and_lpft_run(tmp_path: Path, capsys) -> None:
     assert "ood:stl10" in out and "9 images, 9 classes" in out
     results = quick_run("cifar10-stl10", root, tmp_path / "run")
     assert results["benchmark"]["ood"]["stl10"]["class_subset"] == list(STL_SHARED_CLASSES)
+    held_out = results["benchmark"]["info"]["val_split"]
+    assert held_out["from"] == "train" and (held_out["train"], held_out["val"]) == (90, 10)
     selected = results["methods"]["lpft"]["seeds"][0]["selected"]
     assert 0.0 <= selected["ood"]["stl10"] <= 1.0
     assert selected["scores"]["stl10"]["accuracy"] == selected["ood"]["stl10"]

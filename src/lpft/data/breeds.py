@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, Requirement, register_benchmark
 from lpft.data.folder import ImageFileDataset, list_images
 from lpft.data.imagenet import GET_IMAGENET, IMAGENET_DIR
-from lpft.data.ondisk import paper_defaults, split_files
+from lpft.data.ondisk import holdout_info, paper_defaults, split_files
 from lpft.errors import DataError
 
 BREEDS_DIR = "breeds"
@@ -244,6 +244,7 @@ def build_breeds(name: str, context: BuildContext, options: BreedsOptions) -> Be
         id_test=ImageFileDataset(subpopulation_samples(val_dir, classes.source)),
         ood={"target": EvalSplit(target)},
         augment=options.augment,
+        info=holdout_info(root, options.id_val_fraction, train, val),
     )
 
 

@@ -36,7 +36,7 @@ from lpft.data.benchmark import (
     Requirement,
     register_benchmark,
 )
-from lpft.data.ondisk import ArrayImageDataset, paper_defaults, split_arrays
+from lpft.data.ondisk import ArrayImageDataset, holdout_info, paper_defaults, split_arrays
 from lpft.errors import DataError
 
 CIFAR_DIR = "cifar-10-batches-py"
@@ -190,6 +190,7 @@ def _cifar_benchmark(name: str, root: Path, options: CifarOptions, ood: dict) ->
         id_test=splits["test"],
         ood=ood,
         augment=options.augment,
+        info=holdout_info(root, options.id_val_fraction, splits["train"], splits["val"]),
     )
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, Requirement, register_benchmark
 from lpft.data.folder import ImageFileDataset
-from lpft.data.ondisk import paper_defaults, split_files
+from lpft.data.ondisk import holdout_info, paper_defaults, split_files
 from lpft.errors import DataError
 
 DOMAINNET_DIR = "domainnet"
@@ -118,4 +118,5 @@ def build_domainnet(context: BuildContext, options: DomainNetOptions) -> Benchma
         id_test=ImageFileDataset(read_list(base, ID_DOMAIN, "test")),
         ood=ood,
         augment=options.augment,
+        info=holdout_info(base.parent, options.id_val_fraction, train, val),
     )

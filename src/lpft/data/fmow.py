@@ -126,6 +126,7 @@ def build_fmow(context: BuildContext, options: FmowOptions) -> Benchmark:
         ood={name: scored("test", wanted) for name, wanted in options.ood_regions.items()},
         ood_val={name: scored("val", wanted) for name, wanted in options.ood_regions.items()},
         augment=options.augment,
+        info={"data_root": str(dataset.data_dir), "wilds_split_scheme": "official"},
     )
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, Requirement, register_benchmark
 from lpft.data.folder import ImageFileDataset, class_folders, list_images
-from lpft.data.ondisk import paper_defaults, split_files
+from lpft.data.ondisk import holdout_info, paper_defaults, split_files
 from lpft.errors import DataError
 
 IMAGENET_CLASSES = 1000
@@ -129,4 +129,5 @@ def build_imagenet(context: BuildContext, options: ImageNetOptions) -> Benchmark
         id_test=ImageFileDataset(folder_samples(root / IMAGENET_DIR / "val", wnid_index)),
         ood=ood,
         augment=options.augment,
+        info=holdout_info(root, options.id_val_fraction, train, val),
     )

@@ -4,6 +4,7 @@ and the paper's training defaults (PAPER.md, "Protocol")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,21 @@ def stratified_holdout(
     val = np.array(sorted(held), dtype=np.int64)
     train = np.setdiff1d(np.arange(len(labels)), val)
     return train, val
+
+
+def holdout_info(data_root: Path, fraction: float, train: Dataset, val: Dataset) -> dict[str, Any]:
+    """For ``Benchmark.info``: where the data came from and how ID validation was held out."""
+    return {
+        "data_root": str(data_root),
+        "val_split": {
+            "from": "train",
+            "fraction": fraction,
+            "seed": HOLDOUT_SEED,
+            "stratified": True,
+            "train": len(train),
+            "val": len(val),
+        },
+    }
 
 
 def split_files(
