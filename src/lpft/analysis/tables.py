@@ -10,6 +10,8 @@ from typing import Any
 from lpft.analysis.stats import mean_ci
 
 PERCENT = 100.0
+# The metric every split has (lpft.data.metrics.PRIMARY_METRIC); it fills the ID/OOD columns.
+PRIMARY_METRIC = "accuracy"
 PROTOCOL_NOTE = (
     "Hyperparameters and epochs selected on ID validation accuracy only; OOD sets used for "
     "evaluation only."
@@ -44,17 +46,35 @@ class Row:
     failed_cells: int
 
 
+def split_title(split: str) -> str:
+    return "ID test" if split == "id_test" else f"OOD {split}"
+
+
 def columns(results: dict[str, Any]) -> list[Column]:
+    """ID test, each OOD set (and their average), then every further metric a split carries
+    (e.g. WILDS' ``worst_region``), titled by split and metric name."""
     cols = [Column("id_test", "ID test")]
     cols += [Column(f"ood:{name}", f"OOD {name}") for name in results["benchmark"]["ood"]]
     if len(results["benchmark"]["ood"]) > 1:
         cols.append(Column("ood_avg", "OOD avg"))
+    for split, metrics in results["benchmark"].get("metrics", {}).items():
+        cols += [
+            Column(f"score:{split}:{metric}", f"{split_title(split)} {metric}")
+            for metric in metrics
+            if metric != PRIMARY_METRIC
+        ]
     return cols
+
+
+NO_VALUE = {"mean": float("nan"), "half_width": float("nan"), "n": 0}
 
 
 def _stat(summary: dict[str, Any], key: str) -> dict[str, float]:
     if key.startswith("ood:"):
         return summary["ood"][key.removeprefix("ood:")]
+    if key.startswith("score:"):
+        split, metric = key.removeprefix("score:").split(":", 1)
+        return summary.get("scores", {}).get(split, {}).get(metric, NO_VALUE)
     return summary[key]
 
 
@@ -464,9 +484,6 @@ class MultiRunTable:
     groups: list[ColumnGroup]
     rows: list[Row]
     marks: dict[str, dict[str, Mark]]
-
-
-NO_VALUE = {"mean": float("nan"), "half_width": float("nan"), "n": 0}
 
 
 def group_key(label: str, column: Column) -> str:

@@ -13,7 +13,7 @@ import sys
 from lpft import __version__
 from lpft.errors import LpftError
 
-SUBCOMMANDS = ("run", "models", "pretrain", "theory", "report")
+SUBCOMMANDS = ("run", "data", "models", "pretrain", "theory", "report")
 USAGE_ERROR = 2
 
 

@@ -4,7 +4,7 @@ Add a benchmark with ``@register_benchmark("name", options_model=..., defaults=.
 builder function in a module imported below.
 """
 
-from lpft.data import digits_shift, folder
+from lpft.data import breeds, cifar, digits_shift, domainnet, fmow, folder, imagenet
 from lpft.data.benchmark import (
     BENCHMARKS,
     Benchmark,
@@ -24,10 +24,15 @@ __all__ = [
     "BuildContext",
     "EvalSplit",
     "benchmark_defaults",
+    "breeds",
     "build_transform",
+    "cifar",
     "create_benchmark",
     "digits_shift",
+    "domainnet",
+    "fmow",
     "folder",
+    "imagenet",
     "lpft_home",
     "register_benchmark",
     "validate_benchmark_options",

@@ -81,6 +81,10 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.samples]
+
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
         array = self.cache.arrays.get(path) if self.cache is not None else None

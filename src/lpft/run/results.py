@@ -7,7 +7,7 @@ from typing import Any
 
 from lpft import RESULTS_SCHEMA, __version__
 from lpft.analysis.stats import CONFIDENCE, mean_ci
-from lpft.data import Benchmark
+from lpft.data import Benchmark, EvalSplit
 from lpft.methods.base import Candidate
 from lpft.run.rundir import CellRecord
 
@@ -94,6 +94,14 @@ def summarise(
             1 for s in distinct for cell in s["cells"] if cell["status"] == "failed"
         ),
     }
+    if chosen and all("scores" in c for c in chosen):
+        summary["scores"] = {
+            split: {
+                metric: mean_ci([c["scores"][split][metric] for c in chosen])
+                for metric in chosen[0]["scores"][split]
+            }
+            for split in chosen[0]["scores"]
+        }
     with_distortion = [c["distortion"] for c in chosen if "distortion" in c]
     if with_distortion:
         summary["distortion"] = {
@@ -106,6 +114,16 @@ def summarise(
     return summary
 
 
+def _split_entries(splits: dict[str, EvalSplit]) -> dict[str, Any]:
+    return {
+        name: {
+            "size": len(split.dataset),
+            "class_subset": list(split.class_subset) if split.class_subset else None,
+        }
+        for name, split in splits.items()
+    }
+
+
 def benchmark_entry(benchmark: Benchmark) -> dict[str, Any]:
     return {
         "name": benchmark.name,
@@ -116,16 +134,9 @@ def benchmark_entry(benchmark: Benchmark) -> dict[str, Any]:
             "id_val": len(benchmark.id_val),
             "id_test": len(benchmark.id_test),
         },
-        "ood": {
-            name: {
-                "size": len(split.dataset),
-                "class_subset": list(split.class_subset) if split.class_subset else None,
-            }
-            for name, split in benchmark.ood.items()
-        },
-        "ood_val": {
-            name: {"size": len(split.dataset)} for name, split in benchmark.ood_val.items()
-        },
+        "ood": _split_entries(benchmark.ood),
+        "ood_val": _split_entries(benchmark.ood_val),
+        "metrics": {name: list(split.metrics) for name, split in benchmark.eval_splits().items()},
         "skipped_bad_images": len(benchmark.bad_images),
         "bad_images": benchmark.bad_images,
         "info": benchmark.info,

@@ -24,6 +24,7 @@ from lpft.analysis.report import write_report
 from lpft.analysis.tables import markdown_summary
 from lpft.config import RunConfig
 from lpft.data import BuildContext, EvalSplit, create_benchmark, lpft_home
+from lpft.data.metrics import PRIMARY_METRIC
 from lpft.errors import ConfigError, LpftError, TrainingDivergedError
 from lpft.io import (
     atomic_write_json,
@@ -38,7 +39,6 @@ from lpft.models import create_backbone
 from lpft.run.context import OOD_VAL_PREFIX, RunContext
 from lpft.run.results import assemble, cell_entry, oracle_entry, select, selected_entry
 from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir
-from lpft.training.evaluate import accuracy
 from lpft.training.features import forward_split
 from lpft.training.logreg import predict_logits
 from lpft.training.runtime import configure_determinism, resolve_device
@@ -246,7 +246,7 @@ class Runner:
         for name, split in splits.items():
             pre = ctx.features.get(name)
             logits = predict_logits(pre.features, head.weight, head.bias)
-            self._store_accuracy(metrics, name, accuracy(logits, pre.labels, split.class_subset))
+            self._store_scores(metrics, name, split.score(logits, pre.labels))
         return metrics
 
     def _evaluate_network(self, ctx: RunContext, network: Network) -> dict[str, Any]:
@@ -263,9 +263,7 @@ class Runner:
                 with_blocks=True,
                 autocast_dtype=ctx.autocast_dtype,
             )
-            self._store_accuracy(
-                metrics, name, accuracy(post.logits, post.labels, split.class_subset)
-            )
+            self._store_scores(metrics, name, split.score(post.logits, post.labels))
             metrics["distortion"][name] = distortion(pre, post)
         for name, split in self._oracle_splits(ctx).items():
             post = forward_split(
@@ -275,19 +273,22 @@ class Runner:
                 head=model.head,
                 autocast_dtype=ctx.autocast_dtype,
             )
-            self._store_accuracy(
-                metrics, name, accuracy(post.logits, post.labels, split.class_subset)
-            )
+            self._store_scores(metrics, name, split.score(post.logits, post.labels))
         return metrics
 
     @staticmethod
-    def _store_accuracy(metrics: dict[str, Any], split: str, value: float) -> None:
+    def _store_scores(metrics: dict[str, Any], split: str, scores: dict[str, float]) -> None:
+        """Every metric under ``scores``, the accuracy also where tables have always read it; an
+        OOD validation set (read only for ``--oracle`` rows) keeps its accuracy alone."""
+        accuracy = scores[PRIMARY_METRIC]
+        if split.startswith(OOD_VAL_PREFIX):
+            metrics.setdefault("ood_val", {})[split.removeprefix(OOD_VAL_PREFIX)] = accuracy
+            return
+        metrics.setdefault("scores", {})[split] = scores
         if split == "id_test":
-            metrics["id_test"] = value
-        elif split.startswith(OOD_VAL_PREFIX):
-            metrics.setdefault("ood_val", {})[split.removeprefix(OOD_VAL_PREFIX)] = value
+            metrics["id_test"] = accuracy
         else:
-            metrics["ood"][split] = value
+            metrics["ood"][split] = accuracy
 
     def _write_results(self, ctx: RunContext, complete: bool, started: float) -> dict[str, Any]:
         methods = {}

@@ -10,7 +10,7 @@ import torch
 def predictions(logits: torch.Tensor, class_subset: Sequence[int] | None = None) -> torch.Tensor:
     if class_subset is None:
         return logits.argmax(dim=1)
-    subset = torch.as_tensor(list(class_subset), dtype=torch.long)
+    subset = torch.as_tensor(list(class_subset), dtype=torch.long, device=logits.device)
     return subset[logits[:, subset].argmax(dim=1)]
 
 
