@@ -23,7 +23,7 @@ from lpft.training.trainer import ParamGroup
 class FreezeEmbedOptions(FineTuneOptions):
     """FT (or, with ``head_init: lp``, LP-FT) with the stem / patch embedding frozen."""
 
-    head_init: Literal["default", "zero", "lp"] = "default"
+    head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
 
 
 def split_embedding(model: Classifier) -> tuple[list[str], list[str]]:

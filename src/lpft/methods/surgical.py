@@ -25,7 +25,7 @@ from lpft.training.trainer import LAST, ParamGroup
 class SurgicalOptions(FineTuneOptions):
     """FT of a single backbone block (and the head), the block chosen on ID val or fixed."""
 
-    head_init: Literal["default", "zero", "lp"] = "default"
+    head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
     block: str | None = None
 
 
