@@ -50,6 +50,19 @@ def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class ArrayImages(Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, guard=None) -> None:
+        self.images, self.labels, self.guard = images, labels, guard
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        if self.guard is not None:
+            self.guard(index)
+        return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
+
+
 class OodGuard:
     """Raises when an ID test or OOD image is read while ``allowed`` is False."""
 
