@@ -51,6 +51,8 @@ def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 class ArrayImages(Dataset):
+    """Grayscale uint8 arrays served as PIL images; ``guard(index)`` is called on every read."""
+
     def __init__(self, images: np.ndarray, labels: np.ndarray, guard=None) -> None:
         self.images, self.labels, self.guard = images, labels, guard
 
@@ -71,21 +73,6 @@ class OodGuard:
     def __call__(self, index: int) -> None:
         if not OodGuard.allowed:
             raise AssertionError(f"test or OOD example {index} read before the evaluation phase")
-
-
-class ArrayImages(Dataset):
-    """Grayscale uint8 arrays served as PIL images; ``guard(index)`` is called on every read."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, guard=None) -> None:
-        self.images, self.labels, self.guard = images, labels, guard
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        if self.guard is not None:
-            self.guard(index)
-        return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
 
 
 # --- methods: predictions and checkpoints -------------------------------------------------

@@ -171,7 +171,6 @@ def _method(
         "hidden": False,
         "seed_dependent": name != "lp",
         "describe": describe,
-        "axes": ["C"] if name == "lp" else ["lr"],
         "seeds": seeds,
         "summary": summarise(seeds, ood, seed_dependent=name != "lp"),
     }
