@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from lpft.models import create_backbone
+from lpft.training.features import forward_split
+
+if TYPE_CHECKING:
+    from lpft.models.backbone import Classifier
+    from lpft.run.context import RunContext
+    from lpft.run.runner import Runner
 
 
 def selected_metrics(results: dict[str, Any]) -> dict[str, list[Any]]:
@@ -40,16 +50,6 @@ def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class OodGuard:
-    """Raises when an ID test or OOD image is read while ``allowed`` is False."""
-
-    allowed = True
-
-    def __call__(self, index: int) -> None:
-        if not OodGuard.allowed:
-            raise AssertionError(f"test or OOD example {index} read before the evaluation phase")
-
-
 class ArrayImages(Dataset):
     """Grayscale uint8 arrays served as PIL images; ``guard(index)`` is called on every read."""
 
@@ -63,3 +63,30 @@ class ArrayImages(Dataset):
         if self.guard is not None:
             self.guard(index)
         return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
+
+
+class OodGuard:
+    """Raises when an ID test or OOD image is read while ``allowed`` is False."""
+
+    allowed = True
+
+    def __call__(self, index: int) -> None:
+        if not OodGuard.allowed:
+            raise AssertionError(f"test or OOD example {index} read before the evaluation phase")
+
+
+# --- methods: predictions and checkpoints -------------------------------------------------
+
+
+def logits_on(ctx: RunContext, model: Classifier, split: str = "id_test") -> torch.Tensor:
+    return forward_split(model.backbone, ctx.eval_loader(split), ctx.device, model.head).logits
+
+
+def best_state(runner: Runner, key: str, artifact: str = "best.pt") -> dict[str, torch.Tensor]:
+    directory: Path = runner.cells[key][0].directory
+    return torch.load(directory / artifact, map_location="cpu", weights_only=True)["model"]
+
+
+def pretrained_state(runner: Runner) -> dict[str, torch.Tensor]:
+    backbone = create_backbone(runner.config.model)
+    return {f"backbone.{k}": v for k, v in backbone.state_dict().items()}

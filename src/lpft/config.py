@@ -93,10 +93,17 @@ class RunConfig(StrictModel):
         return self
 
     def method_options(self, name: str) -> BaseModel:
-        """Options for ``name``; a method that is a dependency but not requested gets defaults."""
+        """Options for ``name``; a method that only runs because another requires it gets its
+        defaults, with the benchmark's defaults for it (e.g. its learning-rate grid)."""
         if name in self.methods:
             return self.methods[name]
-        return method_class(name).options_model()
+        layer = _benchmark_method_defaults(BENCHMARKS.get(self.benchmark).defaults, [name])
+        return validate_options(
+            method_class(name).options_model,
+            layer["methods"][name],
+            f"benchmark '{self.benchmark}' defaults",
+            prefix=("methods", name),
+        )
 
     def to_plain(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -226,12 +233,15 @@ def _per_method(
 
 
 def _benchmark_method_defaults(layer: dict[str, Any], method_names: list[str]) -> dict[str, Any]:
-    """A benchmark's defaults for ``ft`` also apply to variants such as ``ft@bn-eval``."""
+    """A benchmark's defaults for ``ft`` also apply to variants such as ``ft@bn-eval``, and to
+    methods that take their defaults from it (``Method.defaults_from``, e.g. ``l2sp``)."""
     methods = layer.get("methods") or {}
     layer = {k: v for k, v in layer.items() if k != "methods"}
     layer["methods"] = {}
     for name in method_names:
-        base = dict(methods.get(method_base_name(name)) or {})
+        base_name = method_base_name(name)
+        fallback = method_class(name).defaults_from
+        base = dict(methods.get(base_name) or (fallback and methods.get(fallback)) or {})
         layer["methods"][name] = deep_merge(base, methods.get(name) or {})
     return layer
 

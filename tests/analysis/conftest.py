@@ -22,6 +22,8 @@ from lpft.run.results import summarise
 LP_CS = [1e-4, 1e-2, 1.0, 100.0]
 FT_LRS = [1e-3, 1e-2, 1e-1]
 LPFT_LRS = [1e-5, 1e-4]
+WISE_ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
+L2SP_ALPHAS = [0.01, 1.0]
 BLOCKS = ["stem", "stage1", "stage2", "stage3"]
 EPOCHS = 3
 
@@ -80,12 +82,37 @@ def _lp_cells(rng: np.random.Generator, ood: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _wise_cells(rng: np.random.Generator, ood: list[str]) -> list[dict[str, Any]]:
+    """One cell whose candidates follow the alpha path (no training, no history)."""
+    candidates = []
+    for alpha in WISE_ALPHAS:
+        level = 0.7 + 0.1 * alpha * (1 - alpha)
+        candidates.append(
+            {
+                "hparams": {"alpha": alpha},
+                "id_val": float(level + rng.normal(0, 0.01)),
+                **_accuracies(rng, level, ood),
+                "distortion": _distortion(rng, alpha, ood),
+            }
+        )
+    return [
+        {"hparams": {}, "status": "done", "error": None, "seconds": 1.0, "candidates": candidates}
+    ]
+
+
 def _ft_cell(
-    rng: np.random.Generator, lr: float, level: float, scale: float, ood: list[str], failed: bool
+    rng: np.random.Generator,
+    lr: float,
+    level: float,
+    scale: float,
+    ood: list[str],
+    failed: bool,
+    extra: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    hparams = {"lr": lr, **(extra or {})}
     if failed:
         return {
-            "hparams": {"lr": lr},
+            "hparams": hparams,
             "status": "failed",
             "error": "non-finite loss at step 7",
             "seconds": 0.5,
@@ -103,7 +130,7 @@ def _ft_cell(
     ]
     best = max(history, key=lambda record: record["id_val"])
     candidate = {
-        "hparams": {"lr": lr},
+        "hparams": hparams,
         "id_val": best["id_val"],
         "best_epoch": best["epoch"],
         "train_seconds": 2.0,
@@ -112,7 +139,7 @@ def _ft_cell(
         "distortion": _distortion(rng, scale, ood),
     }
     return {
-        "hparams": {"lr": lr},
+        "hparams": hparams,
         "status": "done",
         "error": None,
         "seconds": 2.0,
@@ -130,14 +157,20 @@ def _unevaluated(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def _method(
-    name: str, describe: dict[str, str], seeds: list[dict[str, Any]], ood: list[str]
+    name: str,
+    describe: dict[str, str],
+    seeds: list[dict[str, Any]],
+    ood: list[str],
+    axes: list[str],
+    curve: str | None = None,
 ) -> dict[str, Any]:
     return {
         "method": name.split("@")[0],
+        "axes": axes,
+        "curve": curve,
         "hidden": False,
         "seed_dependent": name != "lp",
         "describe": describe,
-        "axes": ["C"] if name == "lp" else ["lr"],
         "seeds": seeds,
         "summary": summarise(seeds, ood, seed_dependent=name != "lp"),
     }
@@ -151,6 +184,7 @@ def synthetic_results(
     failed_lr: float | None = None,
     evaluated: bool = True,
     rng_seed: int = 0,
+    new_methods: bool = False,
 ) -> dict[str, Any]:
     """A schema-valid, synthetic results.json document (see the module docstring)."""
     rng = np.random.default_rng(rng_seed)
@@ -162,6 +196,7 @@ def synthetic_results(
             {"batchnorm": "frozen", "grid": f"C: {len(LP_CS)} values"},
             [{"seed": s, "selected": _select(lp_cells), "cells": lp_cells} for s in range(seeds)],
             names,
+            ["C"],
         )
     }
     settings = {"ft": (FT_LRS, 0.75, 2.0, "train"), "lpft": (LPFT_LRS, 0.85, 0.02, "eval")}
@@ -176,7 +211,9 @@ def synthetic_results(
                 cells = [_unevaluated(c) for c in cells]
             seed_entries.append({"seed": s, "selected": _select(cells), "cells": cells})
         describe = {"batchnorm": batchnorm, "grid": "lr: " + ", ".join(f"{lr:g}" for lr in lrs)}
-        methods[key] = _method(key, describe, seed_entries, names)
+        methods[key] = _method(key, describe, seed_entries, names, ["lr"])
+    if new_methods:
+        methods.update(_new_methods(rng, seeds, names, evaluated))
     return {
         "schema": "lpft-results-v1",
         "lpft_version": "0.1.0",
@@ -198,6 +235,36 @@ def synthetic_results(
         "wall_seconds": 12.0,
         "config": {"benchmark": benchmark, "seeds": seeds},
         "methods": methods,
+    }
+
+
+def _new_methods(
+    rng: np.random.Generator, seeds: int, names: list[str], evaluated: bool
+) -> dict[str, Any]:
+    """A WiSE-FT-like method (one axis, drawn as a path) and an L2-SP-like one (two axes)."""
+    wise, l2sp = [], []
+    for s in range(seeds):
+        cells = _wise_cells(rng, names)
+        grid = [
+            _ft_cell(rng, lr, 0.8 - 0.02 * i, 1.0, names, False, {"alpha": alpha})
+            for i, (lr, alpha) in enumerate((lr, a) for lr in FT_LRS for a in L2SP_ALPHAS)
+        ]
+        if not evaluated:
+            cells, grid = [_unevaluated(c) for c in cells], [_unevaluated(c) for c in grid]
+        wise.append({"seed": s, "selected": _select(cells), "cells": cells})
+        l2sp.append({"seed": s, "selected": _select(grid), "cells": grid})
+    return {
+        "wise-ft": _method(
+            "wise-ft",
+            {"batchnorm": "interpolated", "grid": "alpha: 5 values"},
+            wise,
+            names,
+            ["alpha"],
+            curve="alpha",
+        ),
+        "l2sp": _method(
+            "l2sp", {"batchnorm": "train", "grid": "lr x alpha"}, l2sp, names, ["lr", "alpha"]
+        ),
     }
 
 

@@ -33,7 +33,7 @@ def single_report(tmp_path_factory, synthetic) -> tuple[Path, list[Path]]:
     root = tmp_path_factory.mktemp("single")
     run = root / "run"
     run.mkdir()
-    results = synthetic("bench-a", failed_lr=1e-1)
+    results = synthetic("bench-a", failed_lr=1e-1, new_methods=True)
     (run / "results.json").write_text(json.dumps(results))
     return run, write_report([run], root / "out")
 
@@ -80,8 +80,10 @@ def test_report_is_deterministic(single_report, tmp_path: Path) -> None:
 
 
 def test_two_benchmarks_merge_into_one_report(make_run_dir, tmp_path: Path) -> None:
-    first = make_run_dir("a", benchmark="living-17", ood=("target",))
-    second = make_run_dir("b", benchmark="domainnet", ood=("real", "painting"), rng_seed=1)
+    first = make_run_dir("a", benchmark="living-17", ood=("target",), new_methods=True)
+    second = make_run_dir(
+        "b", benchmark="domainnet", ood=("real", "painting"), rng_seed=1, new_methods=True
+    )
     written = write_report([first, second], tmp_path / "out")
     markdown = written[0].read_text()
     header = next(line for line in markdown.splitlines() if line.startswith("| method | setting"))
@@ -216,7 +218,7 @@ def report_subcommand_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("report_subcommand_only")
 def test_cli_writes_into_the_single_run_directory(make_run_dir, capsys) -> None:
-    run = make_run_dir()
+    run = make_run_dir(new_methods=True)
     assert main(["report", str(run)]) == 0
     assert f"wrote {run / 'report.html'}" in capsys.readouterr().out
     assert (run / "report.md").is_file()

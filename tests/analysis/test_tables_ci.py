@@ -109,6 +109,8 @@ def test_notes_name_batchnorm_mode_and_failed_cells(synthetic) -> None:
     assert notes["ft"].startswith("BN train; lr: 0.001, 0.01, 0.1")
     assert notes["ft"].endswith(", 1 failed cell(s)")
     assert notes["lpft"].startswith("BN eval; lr: 1e-05, 0.0001")
+    assert "; selected C=100;" in notes["lp"] or notes["lp"].endswith("; selected C=100")
+    assert "; selected lr=" in notes["ft"]
 
 
 def test_single_run_markdown_table_is_unchanged(synthetic) -> None:
@@ -118,3 +120,24 @@ def test_single_run_markdown_table_is_unchanged(synthetic) -> None:
         text.splitlines()[0]
         == "| method | setting | ID test | OOD shift-1 | OOD shift-2 | OOD avg |"
     )
+
+
+def test_selected_setting_counts_seeds_and_follows_the_axes() -> None:
+    def seed(hparams: dict[str, Any]) -> dict[str, Any]:
+        return {"selected": {"hparams": hparams}}
+
+    entry = {
+        "axes": ["lr", "alpha"],
+        "seed_dependent": True,
+        "seeds": [
+            seed({"alpha": 1.0, "lr": 0.01}),
+            seed({"alpha": 0.1, "lr": 0.003}),
+            seed({"alpha": 1.0, "lr": 0.01}),
+            {"selected": None},
+        ],
+    }
+    assert tables.selected_setting(entry) == "lr=0.01 alpha=1 ×2, lr=0.003 alpha=0.1"
+    shared = {"axes": ["C"], "seed_dependent": False, "seeds": [seed({"C": 0.0215443})] * 3}
+    assert tables.selected_setting(shared) == "C=0.0215"
+    named = {"axes": ["recipe"], "seed_dependent": True, "seeds": [seed({"recipe": "greedy"})]}
+    assert tables.selected_setting(named) == "recipe=greedy"

@@ -37,7 +37,7 @@ def test_resume_flag_reuses_the_saved_config(tmp_path: Path) -> None:
     [
         (["--set", "methods.ft.epochs=0"], "methods.ft.epochs=0"),
         (["--model", "builtin:no-such-net"], "unknown builtin backbone 'no-such-net'"),
-        (["--methods", "lp,wise-ft"], "unknown method 'wise-ft'"),
+        (["--methods", "lp,no-such-method"], "unknown method 'no-such-method'"),
         (["--seeds", "5"], "holds a run with a different config (seeds"),
     ],
 )

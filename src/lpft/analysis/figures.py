@@ -3,6 +3,11 @@
 Colour always encodes the method (a fixed palette shared by every figure of a report); the
 split (ID test, each OOD set) is encoded by line style, marker or hatch. Accuracies are drawn
 in percent. Every figure function returns ``None`` when the run holds nothing to draw.
+
+The figures follow the sweep axes each method declares (``methods[key]["axes"]``, main axis
+first), never literal names: methods whose main axis is the learning rate share the lr-sweep,
+those swept over C the LP path, any other axis gets its own panels; a method with a second axis
+gets one curve per value of it, shaded from light to dark.
 """
 
 from __future__ import annotations
@@ -116,6 +121,47 @@ def candidates_of(seed: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from cell["candidates"]
 
 
+def axes_of(entry: dict[str, Any]) -> list[str]:
+    """The method's sweep axes, main first (inferred from the hyperparameters in results
+    written before ``axes`` was recorded)."""
+    if entry.get("axes") is not None:
+        return list(entry["axes"])
+    return [name for name in ("lr", "C") if has_hparam(entry, name)]
+
+
+def main_axis(entry: dict[str, Any]) -> str | None:
+    axes = axes_of(entry)
+    return axes[0] if axes else None
+
+
+def second_axis(entry: dict[str, Any]) -> str | None:
+    axes = axes_of(entry)
+    return axes[1] if len(axes) > 1 else None
+
+
+def second_axis_values(entry: dict[str, Any]) -> list[Any]:
+    """Values of the second axis over the candidates ([None] for a one-axis method), sorted."""
+    axis = second_axis(entry)
+    if axis is None:
+        return [None]
+    found = {
+        c["hparams"][axis]
+        for seed in distinct_seeds(entry)
+        for c in candidates_of(seed)
+        if axis in c["hparams"]
+    }
+    return sorted(found, key=axis_sort_key)
+
+
+def axis_sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers in order, then names in order."""
+    return (1, str(value)) if isinstance(value, str) else (0, value)
+
+
+def axis_label(value: Any) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def has_hparam(entry: dict[str, Any], name: str) -> bool:
     """Whether the method's grid (cells, or candidates within a cell) varies ``name``."""
     return any(
@@ -126,16 +172,36 @@ def has_hparam(entry: dict[str, Any], name: str) -> bool:
 
 
 def curve_over(
-    entry: dict[str, Any], hparam: str, split: str, confidence: float
-) -> list[tuple[float, dict[str, float]]]:
-    """Per hyperparameter value: mean and t-interval over seeds of the accuracy on ``split``."""
-    values: dict[float, list[float]] = {}
+    entry: dict[str, Any],
+    hparam: str,
+    split: str,
+    confidence: float,
+    where: dict[str, Any] | None = None,
+) -> list[tuple[Any, dict[str, float]]]:
+    """Per hyperparameter value: mean and t-interval over seeds of the accuracy on ``split``,
+    of the candidates whose other hyperparameters match ``where`` (e.g. one value of a second
+    axis)."""
+    values: dict[Any, list[float]] = {}
     for seed in distinct_seeds(entry):
         for candidate in candidates_of(seed):
             value = accuracy(candidate, split)
-            if value is not None and hparam in candidate["hparams"]:
-                values.setdefault(candidate["hparams"][hparam], []).append(value)
-    return [(x, mean_ci(values[x], confidence)) for x in sorted(values)]
+            hparams = candidate["hparams"]
+            if value is None or hparam not in hparams:
+                continue
+            if where and any(hparams.get(k) != v for k, v in where.items()):
+                continue
+            values.setdefault(hparams[hparam], []).append(value)
+    return [(x, mean_ci(values[x], confidence)) for x in sorted(values, key=axis_sort_key)]
+
+
+def second_axis_filter(entry: dict[str, Any], value: Any) -> dict[str, Any] | None:
+    axis = second_axis(entry)
+    return None if axis is None else {axis: value}
+
+
+def curve_strength(rank: int, count: int) -> float:
+    """Colour strength of the ``rank``-th of ``count`` curves of one method: 1 when alone."""
+    return 1.0 if count == 1 else 0.35 + 0.65 * (rank + 1) / count
 
 
 def splits_with_data(
@@ -322,8 +388,11 @@ def id_vs_ood_figure(
     figure, axes = panel_grid(
         len(names), f"{title}: ID vs OOD accuracy of every candidate", size, size
     )
+    curves = curve_methods(results)
     for ax, name in zip(axes, names, strict=True):
         draw_id_vs_ood(ax, points, name, styles)
+        for key, entry in curves:
+            draw_scatter_curve(ax, results, entry, name, styles[key])
     methods = list(dict.fromkeys(p.method for p in points))
     faded = Line2D(
         [],
@@ -333,11 +402,48 @@ def id_vs_ood_figure(
         markersize=4,
         color="0.6",
         alpha=FADED_ALPHA,
-        label="not selected (other lr / C / seed)",
+        label=f"not selected (other {' / '.join(scatter_axes(results))} / seed)",
     )
     diagonal = Line2D([], [], color="0.5", linestyle="--", label="y = x")
-    bottom_legend(figure, [*method_handles(methods, styles), selected_handle(), faded, diagonal])
+    lines = [
+        Line2D([], [], color=styles[key].colour, label=f"{key}: {entry['curve']} path (mean)")
+        for key, entry in curves
+    ]
+    bottom_legend(
+        figure, [*method_handles(methods, styles), selected_handle(), faded, diagonal, *lines]
+    )
     return figure
+
+
+def scatter_axes(results: dict[str, Any]) -> list[str]:
+    """Every visible method's axes, the learning rate and C first (as the legend always said)."""
+    found = {axis for _, entry in visible_methods(results) for axis in axes_of(entry)}
+    return sorted(found, key=lambda axis: ({"lr": 0, "C": 1}.get(axis, 2), axis))
+
+
+def curve_methods(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Visible methods that declare a curve axis (e.g. WiSE-FT's alpha)."""
+    return [(k, e) for k, e in visible_methods(results) if e.get("curve")]
+
+
+def draw_scatter_curve(
+    ax: Axes, results: dict[str, Any], entry: dict[str, Any], name: str, style: MethodStyle
+) -> None:
+    """The method's path in the (ID test, OOD) plane: mean over seeds at each value of its
+    curve axis, in axis order."""
+    axis = entry["curve"]
+    confidence = results["confidence"]
+    id_test = dict(curve_over(entry, axis, "id_test", confidence))
+    ood = dict(curve_over(entry, axis, name, confidence))
+    shared = [x for x in id_test if x in ood]
+    if len(shared) > 1:
+        ax.plot(
+            [id_test[x]["mean"] for x in shared],
+            [ood[x]["mean"] for x in shared],
+            color=style.colour,
+            linewidth=1.2,
+            zorder=2.5,
+        )
 
 
 def draw_id_vs_ood(
@@ -377,7 +483,7 @@ def lr_sweep_figure(
 ) -> Figure | None:
     """ID val, ID test and OOD accuracy against the learning rate, mean and CI over seeds;
     each seed's selected learning rate is a black-edged marker, a failed one a cross."""
-    methods = [(k, e) for k, e in visible_methods(results) if has_hparam(e, "lr")]
+    methods = [(k, e) for k, e in visible_methods(results) if main_axis(e) == "lr"]
     if not methods:
         return None
     confidence = results["confidence"]
@@ -396,6 +502,7 @@ def lr_sweep_figure(
         ax.set_title(split_title(split), fontsize=10)
         ax.grid(alpha=0.3)
     handles = [*method_handles([k for k, _ in methods], styles), selected_handle()]
+    handles += second_axis_handles(methods, styles)
     if any(failed_values(entry, "lr") for _, entry in methods):
         handles.append(
             Line2D([], [], linestyle="", marker="x", color="0.3", label="cell failed at this lr")
@@ -404,11 +511,37 @@ def lr_sweep_figure(
     return figure
 
 
+def second_axis_handles(
+    methods: list[tuple[str, dict[str, Any]]], styles: dict[str, MethodStyle]
+) -> list[Line2D]:
+    """One legend entry per curve of each method that has a second axis."""
+    handles = []
+    for key, entry in methods:
+        values = second_axis_values(entry)
+        if values == [None]:
+            continue
+        for rank, value in enumerate(values):
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=shade(styles[key].colour, curve_strength(rank, len(values))),
+                    marker=styles[key].marker,
+                    label=f"{key}: {second_axis(entry)}={axis_label(value)}",
+                )
+            )
+    return handles
+
+
 def draw_lr_curve(
     ax: Axes, entry: dict[str, Any], split: str, style: MethodStyle, confidence: float
 ) -> None:
-    curve = curve_over(entry, "lr", split, confidence)
-    if curve:
+    """One curve over lr per value of the method's second axis (a single curve if none)."""
+    values = second_axis_values(entry)
+    for rank, value in enumerate(values):
+        curve = curve_over(entry, "lr", split, confidence, second_axis_filter(entry, value))
+        if not curve:
+            continue
         lrs = np.array([lr for lr, _ in curve])
         means = np.array([stat["mean"] for _, stat in curve])
         half = np.array([stat["half_width"] for _, stat in curve])
@@ -416,7 +549,7 @@ def draw_lr_curve(
             lrs,
             means,
             yerr=np.nan_to_num(half),
-            color=style.colour,
+            color=shade(style.colour, curve_strength(rank, len(values))),
             marker=style.marker,
             markersize=4,
             capsize=3,
@@ -446,34 +579,122 @@ def lp_path_figure(
     results: dict[str, Any], styles: dict[str, MethodStyle], title: str
 ) -> Figure | None:
     """Accuracy of every split along the C path of each LP-type method; the selected C dashed."""
-    methods = [(k, e) for k, e in visible_methods(results) if has_hparam(e, "C")]
+    methods = [(k, e) for k, e in visible_methods(results) if main_axis(e) == "C"]
     if not methods:
         return None
-    splits = splits_with_data(results, methods, "C")
-    figure, axes = panel_grid(
-        len(methods), f"{title}: linear probe accuracy vs C", panel_width=2 * PANEL_SIZE
-    )
+    return path_figure(results, methods, styles, f"{title}: linear probe accuracy vs C")
+
+
+def other_sweeps_figure(
+    results: dict[str, Any], styles: dict[str, MethodStyle], title: str
+) -> Figure | None:
+    """The same panels for every method whose main axis is neither the learning rate nor C
+    (WiSE-FT's mixing coefficient, a soup's recipe, ...)."""
+    methods = [(k, e) for k, e in visible_methods(results) if main_axis(e) not in (None, "lr", "C")]
+    if not methods:
+        return None
+    return path_figure(results, methods, styles, f"{title}: accuracy along each method's sweep")
+
+
+AXIS_TITLES = {"C": "inverse L2 regularisation C", "lr": "learning rate"}
+# Axes drawn on a log scale whatever their span (grids of these are geometric).
+LOG_AXES = ("C", "lr")
+
+
+def path_figure(
+    results: dict[str, Any],
+    methods: list[tuple[str, dict[str, Any]]],
+    styles: dict[str, MethodStyle],
+    title: str,
+) -> Figure:
+    """One panel per method: accuracy of every split against its main axis (a curve per value
+    of a second axis), the values selected on ID val dashed."""
+    axes_in_use = {main_axis(e) for _, e in methods}
+    splits = [
+        split
+        for split in ["id_val", "id_test", *ood_names(results)]
+        if any(
+            curve_over(entry, str(main_axis(entry)), split, results["confidence"])
+            for _, entry in methods
+        )
+    ]
+    figure, axes = panel_grid(len(methods), title, panel_width=2 * PANEL_SIZE)
     for ax, (key, entry) in zip(axes, methods, strict=True):
+        draw_path_panel(ax, results, entry, splits, styles[key])
+        ax.set_title(key, fontsize=10)
+    chosen_label = f"{' / '.join(sorted(str(a) for a in axes_in_use))} selected on ID val"
+    chosen = Line2D([], [], color=SELECTED_EDGE, linestyle="--", label=chosen_label)
+    bottom_legend(
+        figure,
+        [*split_handles(results, splits), chosen, *second_axis_handles(methods, styles)],
+    )
+    return figure
+
+
+def draw_path_panel(
+    ax: Axes,
+    results: dict[str, Any],
+    entry: dict[str, Any],
+    splits: list[str],
+    style: MethodStyle,
+) -> None:
+    axis = str(main_axis(entry))
+    values = second_axis_values(entry)
+    positions = axis_positions(entry, axis)
+    for rank, value in enumerate(values):
+        where = second_axis_filter(entry, value)
         for split in splits:
-            curve = curve_over(entry, "C", split, results["confidence"])
+            curve = curve_over(entry, axis, split, results["confidence"], where)
             ax.plot(
-                [c for c, _ in curve],
+                [positions(x) for x, _ in curve],
                 [stat["mean"] for _, stat in curve],
-                color=styles[key].colour,
+                color=shade(style.colour, curve_strength(rank, len(values))),
                 linestyle=split_style(results, split).linestyle,
                 marker=split_style(results, split).marker,
                 markersize=3.5,
             )
-        for c in sorted({s["hparams"]["C"] for s in selected_candidates(entry)}):
-            ax.axvline(c, color=SELECTED_EDGE, linestyle="--", linewidth=1)
+    chosen = {s["hparams"][axis] for s in selected_candidates(entry) if axis in s["hparams"]}
+    for x in sorted(chosen, key=axis_sort_key):
+        ax.axvline(positions(x), color=SELECTED_EDGE, linestyle="--", linewidth=1)
+    scale_axis(ax, entry, axis)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+
+
+def axis_values(entry: dict[str, Any], axis: str) -> list[Any]:
+    found = {
+        c["hparams"][axis]
+        for seed in distinct_seeds(entry)
+        for c in candidates_of(seed)
+        if axis in c["hparams"]
+    }
+    return sorted(found, key=axis_sort_key)
+
+
+def is_categorical(values: list[Any]) -> bool:
+    return any(isinstance(v, str) for v in values)
+
+
+def axis_positions(entry: dict[str, Any], axis: str) -> Callable[[Any], Any]:
+    """Where a value sits on the x axis: itself, or its index for named values."""
+    values = axis_values(entry, axis)
+    if is_categorical(values):
+        return values.index
+    return lambda value: value
+
+
+def scale_axis(ax: Axes, entry: dict[str, Any], axis: str) -> None:
+    """Log scale for positive values spanning a decade or more, ticks for named values."""
+    values = axis_values(entry, axis)
+    title = AXIS_TITLES.get(axis, axis)
+    if is_categorical(values):
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set_xlabel(title)
+    elif axis in LOG_AXES or (values and min(values) > 0 and max(values) >= 10 * min(values)):
         ax.set_xscale("log")
-        ax.set_xlabel("inverse L2 regularisation C (log scale)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(key, fontsize=10)
-        ax.grid(alpha=0.3)
-    chosen = Line2D([], [], color=SELECTED_EDGE, linestyle="--", label="C selected on ID val")
-    bottom_legend(figure, [*split_handles(results, splits), chosen])
-    return figure
+        ax.set_xlabel(f"{title} (log scale)")
+    else:
+        ax.set_xlabel(title)
 
 
 # --- feature distortion --------------------------------------------------------------------------
@@ -624,8 +845,8 @@ def training_curves_figure(
 ) -> Figure | None:
     """ID val accuracy per epoch, one line per learning rate (darker = larger), mean over seeds;
     each seed's selected (lr, epoch) is a black-edged marker."""
-    methods = [(k, e) for k, e in visible_methods(results) if has_hparam(e, "lr")]
-    methods = [(k, e) for k, e in methods if history_by_lr(e)]
+    methods = [(k, e) for k, e in visible_methods(results) if "lr" in axes_of(e)]
+    methods = [(k, e) for k, e in methods if history_by_setting(e)]
     if not methods:
         return None
     figure, axes = panel_grid(len(methods), f"{title}: ID validation accuracy per epoch")
@@ -635,34 +856,44 @@ def training_curves_figure(
         ax.set_ylabel("ID val accuracy (%)")
         ax.set_title(key, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="lr", title_fontsize=7, loc="best")
+        ax.legend(fontsize=7, title=setting_title(entry), title_fontsize=7, loc="best")
     bottom_legend(figure, [selected_handle()])
     return figure
 
 
-def history_by_lr(entry: dict[str, Any]) -> dict[float, dict[int, list[float]]]:
-    """lr -> epoch -> ID val accuracy (%) of each seed."""
-    curves: dict[float, dict[int, list[float]]] = {}
+def setting_key(entry: dict[str, Any], hparams: dict[str, Any]) -> tuple[Any, ...]:
+    """The candidate's setting on the method's axes, learning rate first."""
+    axes = ["lr", *[a for a in axes_of(entry) if a != "lr"]]
+    return tuple(hparams.get(a) for a in axes)
+
+
+def setting_title(entry: dict[str, Any]) -> str:
+    return ", ".join(["lr", *[a for a in axes_of(entry) if a != "lr"]])
+
+
+def history_by_setting(entry: dict[str, Any]) -> dict[tuple[Any, ...], dict[int, list[float]]]:
+    """setting (lr, then any other axis) -> epoch -> ID val accuracy (%) of each seed."""
+    curves: dict[tuple[Any, ...], dict[int, list[float]]] = {}
     for seed in distinct_seeds(entry):
         for candidate in candidates_of(seed):
             for record in candidate.get("history", []):
-                epochs = curves.setdefault(candidate["hparams"]["lr"], {})
+                epochs = curves.setdefault(setting_key(entry, candidate["hparams"]), {})
                 epochs.setdefault(record["epoch"], []).append(record["id_val"] * PERCENT)
     return curves
 
 
 def draw_training_curves(ax: Axes, entry: dict[str, Any], style: MethodStyle) -> None:
-    curves = history_by_lr(entry)
-    lrs = sorted(curves)
-    for rank, lr in enumerate(lrs):
-        epochs = sorted(curves[lr])
-        strength = 0.35 + 0.65 * (rank + 1) / len(lrs)
+    curves = history_by_setting(entry)
+    settings = sorted(curves, key=lambda key: tuple(axis_sort_key(v) for v in key))
+    for rank, setting in enumerate(settings):
+        epochs = sorted(curves[setting])
+        strength = 0.35 + 0.65 * (rank + 1) / len(settings)
         ax.plot(
             epochs,
-            [float(np.mean(curves[lr][e])) for e in epochs],
+            [float(np.mean(curves[setting][e])) for e in epochs],
             color=shade(style.colour, strength),
             marker=".",
-            label=f"{lr:g}",
+            label=", ".join(axis_label(v) for v in setting),
         )
     for candidate in selected_candidates(entry):
         if "best_epoch" in candidate:
@@ -685,9 +916,10 @@ FIGURE_SPECS = (
     FigureSpec(
         "id-vs-ood",
         id_vs_ood_figure,
-        "ID test vs OOD accuracy of every candidate (method × seed × lr or C); selected "
-        "candidates are large with a black edge, the others faded; points nearer the dashed "
-        "y = x line lose less accuracy under the shift.",
+        "ID test vs OOD accuracy of every candidate (method × seed × hyperparameters); "
+        "selected candidates are large with a black edge, the others faded; points nearer the "
+        "dashed y = x line lose less accuracy under the shift. A line joins a method's "
+        "candidates along its path (WiSE-FT's alpha from 0 to 1), mean over seeds.",
     ),
     FigureSpec(
         "lr-sweep",
@@ -700,6 +932,13 @@ FIGURE_SPECS = (
         lp_path_figure,
         "Linear-probe accuracy along the regularisation path; the dashed vertical line is the C "
         "chosen on ID validation.",
+    ),
+    FigureSpec(
+        "other-sweeps",
+        other_sweeps_figure,
+        "Accuracy along the sweep of every method whose main hyperparameter is neither the "
+        "learning rate nor C (e.g. WiSE-FT's mixing coefficient alpha, a soup's recipe), mean "
+        "over seeds; the dashed vertical lines are the values chosen on ID validation.",
     ),
     FigureSpec(
         "distortion",

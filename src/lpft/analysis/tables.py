@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,18 +85,41 @@ def expected_fits(results: dict[str, Any], entry: dict[str, Any]) -> int:
 
 
 def row_notes(entry: dict[str, Any]) -> str:
-    """The setting column: BatchNorm mode, the grid searched, LP's solver and features, and any
-    selection at the edge of its grid."""
+    """The setting column: BatchNorm mode, the grid searched, the hyperparameters selected on ID
+    val, LP's solver and features, and any selection at the edge of its grid."""
     describe = entry["describe"]
     parts = [f"BN {describe.get('batchnorm', '-')}"]
     if describe.get("grid"):
         parts.append(describe["grid"])
+    selected = selected_setting(entry)
+    if selected:
+        parts.append(f"selected {selected}")
     if describe.get("solver", "").startswith("official"):
         parts.append("official LP solver")
     if describe.get("train_features") == "augmented":
         parts.append("augmented LP features")
     parts += [edge.note() for edge in grid_edges(entry)]
     return "; ".join(parts)
+
+
+def selected_setting(entry: dict[str, Any]) -> str:
+    """The hyperparameters each seed selected on ID val, in the method's axes, identical ones
+    counted: ``lr=0.01 ×2, lr=0.003``. A seed-independent fit counts once."""
+    seeds = entry["seeds"] if entry.get("seed_dependent", True) else entry["seeds"][:1]
+    axes = entry.get("axes")
+    counts = Counter(
+        format_setting(seed["selected"]["hparams"], axes) for seed in seeds if seed["selected"]
+    )
+    return ", ".join(text + (f" ×{n}" if n > 1 else "") for text, n in counts.items())
+
+
+def format_setting(hparams: dict[str, Any], axes: list[str] | None) -> str:
+    names = [a for a in axes if a in hparams] if axes else list(hparams)
+    return " ".join(f"{name}={format_value(hparams[name])}" for name in names)
+
+
+def format_value(value: Any) -> str:
+    return value if isinstance(value, str) else f"{value:.3g}"
 
 
 def rows(results: dict[str, Any], summary_key: str = "summary") -> list[Row]:
@@ -330,7 +354,7 @@ def grid_edges(entry: dict[str, Any]) -> list[GridEdge]:
     edges = []
     for axis in entry.get("axes", []):
         grid = axis_grid(entry, axis)
-        if len(grid) < 2:
+        if len(grid) < 2 or any(isinstance(v, str) for v in grid):
             continue
         for side, value in (("lower", grid[0]), ("upper", grid[-1])):
             count = sum(1 for c in chosen if c["hparams"].get(axis) == value)
@@ -531,8 +555,9 @@ def _merged_notes(present: dict[str, Row]) -> str:
 def multi_run_caption(runs: list[tuple[str, dict[str, Any]]]) -> str:
     """States the interval, the seeds and backbone of each run and the selection rule."""
     legend = (
-        " Setting: BatchNorm mode while training, the grid searched, and any selection at the "
-        "edge of its grid (seeds that chose it / seeds)."
+        " Setting: BatchNorm mode while training, the grid searched, the hyperparameters selected"
+        " on ID val (×n: chosen by n seeds), and any selection at the edge of its grid (seeds that"
+        " chose it / seeds)."
     )
     if len(runs) == 1:
         return caption(runs[0][1]) + legend

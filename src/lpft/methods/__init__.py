@@ -4,7 +4,7 @@ A method is one module here (or in a plugin package, see ``lpft.registry``) that
 ``Method`` and decorates it with ``@METHODS.register("name")``; importing it registers it.
 """
 
-from lpft.methods import finetune, lp, lpft
+from lpft.methods import finetune, freeze_embed, l2sp, lp, lpft, soup, surgical, wise_ft
 from lpft.methods.base import Candidate, Method, Selected, cell_id
 from lpft.registry import METHODS, method_base_name
 
@@ -15,9 +15,14 @@ __all__ = [
     "Selected",
     "cell_id",
     "finetune",
+    "freeze_embed",
+    "l2sp",
     "lp",
     "lpft",
     "method_for",
+    "soup",
+    "surgical",
+    "wise_ft",
 ]
 
 

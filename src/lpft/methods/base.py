@@ -8,8 +8,10 @@ ties) and only then evaluates on ID test and OOD data.
 
 A method owns its artifacts: it writes them into its cell directory during ``fit`` and turns a
 candidate back into a ``Predictor`` in ``predictors``; the runner never opens them. A method that
-builds on another (LP-FT on LP) names it in ``requires`` and receives that method's selected
-candidate for the same seed, as a ``Selected``, in ``fit``'s ``required`` argument.
+builds on another (LP-FT on LP) names it in ``requirements`` (by default the class's
+``requires``) and receives that method's selected candidate for the same seed, as a ``Selected``,
+in ``fit``'s ``required`` argument; a ``Selected`` also offers every other successful candidate of
+that method and seed (e.g. for a model soup over the whole learning-rate grid).
 
 What a method may ask of the run is the ``MethodContext`` protocol below, so this package does
 not depend on the run orchestration that drives it.
@@ -18,7 +20,7 @@ not depend on the run orchestration that drives it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -37,7 +39,7 @@ from lpft.training.features import ForwardOutputs
 class Candidate:
     """A selectable outcome of a cell; ``artifact`` is a file in the cell directory."""
 
-    hparams: dict[str, float]
+    hparams: dict[str, float | str]
     id_val: float
     kind: Literal["head", "model"]
     artifact: str
@@ -71,11 +73,22 @@ Predictor = LinearHead | Network
 
 
 @dataclass
+class Available:
+    """One successful candidate of a required method for the seed; ``load()`` builds its
+    predictor (from that method's own artifacts) when it is needed."""
+
+    candidate: Candidate
+    load: Callable[[], Predictor]
+
+
+@dataclass
 class Selected:
-    """A required method's candidate selected on ID val for one seed, ready to predict with."""
+    """A required method's candidate selected on ID val for one seed, ready to predict with, and
+    every successful candidate of that method and seed (``available``, in grid order)."""
 
     candidate: Candidate
     predictor: Predictor
+    available: list[Available] = field(default_factory=list)
 
 
 class FeatureSource(Protocol):
@@ -118,8 +131,12 @@ class Method(ABC):
 
     name: ClassVar[str]
     options_model: ClassVar[type[BaseModel]]
-    # Methods whose selected candidate (same seed) this one starts from.
+    # Method keys whose selected candidate (same seed) this one starts from, whatever the
+    # options; override ``requirements`` when they depend on the options.
     requires: ClassVar[tuple[str, ...]] = ()
+    # A method whose benchmark defaults (grid, epochs, batch size) apply to this one when the
+    # benchmark has none of its own, e.g. "ft" for a fine-tuning variant.
+    defaults_from: ClassVar[str | None] = None
 
     @abstractmethod
     def cells(self, options: BaseModel) -> list[dict[str, float]]:
@@ -148,11 +165,21 @@ class Method(ABC):
         then serves every seed (and the summary counts it once)."""
         return True
 
+    def requirements(self, options: BaseModel) -> tuple[str, ...]:
+        """Keys of the methods whose selections (same seed) ``fit`` receives in ``required``;
+        the runner fits them first."""
+        return self.requires
+
     def sweep_axes(self, options: BaseModel) -> tuple[str, ...]:
         """Names of the hyperparameters a candidate varies over (the tables' and figures' axes),
         the main axis first."""
         first = self.cells(options)[0]
         return tuple(first)
+
+    def curve_axis(self, options: BaseModel) -> str | None:
+        """An axis along which the ID-vs-OOD scatter joins this method's candidates into a
+        line (WiSE-FT's mixing coefficient); None for none."""
+        return None
 
     def quick_options(self, options: BaseModel) -> dict[str, Any]:
         """Option updates for ``--quick``: a seconds-long version of this method's sweep."""
@@ -172,6 +199,10 @@ class Method(ABC):
         return {}
 
 
-def cell_id(hparams: dict[str, float]) -> str:
-    """Directory name of a cell; ``repr`` keeps every distinct value distinct."""
-    return ",".join(f"{k}={float(v)!r}" for k, v in hparams.items()) or "sweep"
+def cell_id(hparams: dict[str, float | str]) -> str:
+    """Directory name of a cell; ``repr`` keeps every distinct number distinct."""
+    return ",".join(f"{k}={_cell_value(v)}" for k, v in hparams.items()) or "sweep"
+
+
+def _cell_value(value: float | str) -> str:
+    return value.replace("/", "_") if isinstance(value, str) else repr(float(value))

@@ -74,12 +74,14 @@ class FineTune(Method):
         else:
             self.init_head(model, options, required)
 
-    def param_groups(self, model: Classifier, options: FineTuneOptions) -> list[ParamGroup]:
+    def param_groups(
+        self, model: Classifier, options: FineTuneOptions, hparams: dict[str, float | str]
+    ) -> list[ParamGroup]:
         """What trains, at which multiple of the learning rate: here, everything at 1x."""
         return [ParamGroup(list(model.parameters()))]
 
     def loss_term(
-        self, model: Classifier, options: FineTuneOptions, hparams: dict[str, float]
+        self, model: Classifier, options: FineTuneOptions, hparams: dict[str, float | str]
     ) -> LossTerm | None:
         """A term added to the cross-entropy at each step; none for plain fine-tuning."""
         return None
@@ -93,41 +95,58 @@ class FineTune(Method):
         cell_dir: Path,
         required: Mapping[str, Selected],
     ) -> list[Candidate]:
+        return [self.train_candidate(ctx, options, hparams, seed, cell_dir, required)]
+
+    def train_candidate(
+        self,
+        ctx: MethodContext,
+        options: FineTuneOptions,
+        hparams: dict[str, float | str],
+        seed: int,
+        cell_dir: Path,
+        required: Mapping[str, Selected],
+        subdir: str = "",
+    ) -> Candidate:
+        """Fine-tune one setting ``hparams`` (learning rate ``hparams["lr"]``) in ``cell_dir``
+        (or its ``subdir``, for a cell that trains several candidates); its best epoch."""
         torch.manual_seed(derive_seed(seed, "init"))
         model = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
         self.start_head(model, options, required, ctx.benchmark.classes)
-        task = ctx.progress.add_task(f"{ctx.current_label} lr={hparams['lr']:g}", total=None)
+        label = " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hparams.items()
+        )
+        task = ctx.progress.add_task(f"{ctx.current_label} {label}", total=None)
+        directory = Path(cell_dir) / subdir
+        directory.mkdir(parents=True, exist_ok=True)
         trainer = FineTuner(
             model,
             options,
-            hparams["lr"],
+            float(hparams["lr"]),
             ctx.train_dataset(seed),
             ctx.eval_loader("id_val"),
             ctx.device,
-            cell_dir,
+            directory,
             seed,
             num_workers=ctx.num_workers,
             autocast_dtype=ctx.autocast_dtype,
             on_step=lambda done, total: ctx.progress.update(task, completed=done, total=total),
-            param_groups=self.param_groups(model, options),
+            param_groups=self.param_groups(model, options, hparams),
             loss_term=self.loss_term(model, options, hparams),
         )
         outcome = trainer.fit()
         ctx.progress.remove_task(task)
-        return [
-            Candidate(
-                hparams=dict(hparams),
-                id_val=outcome.best_val,
-                kind="model",
-                artifact=BEST,
-                info={
-                    "best_epoch": outcome.best_epoch,
-                    "diverged_at_epoch": outcome.diverged_at_epoch,
-                    "train_seconds": outcome.seconds,
-                    "history": [vars(r) for r in outcome.history],
-                },
-            )
-        ]
+        return Candidate(
+            hparams=dict(hparams),
+            id_val=outcome.best_val,
+            kind="model",
+            artifact=f"{subdir}/{BEST}" if subdir else BEST,
+            info={
+                "best_epoch": outcome.best_epoch,
+                "diverged_at_epoch": outcome.diverged_at_epoch,
+                "train_seconds": outcome.seconds,
+                "history": [vars(r) for r in outcome.history],
+            },
+        )
 
     def predictors(
         self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]

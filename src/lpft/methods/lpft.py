@@ -33,8 +33,12 @@ class LinearProbeThenFineTune(FineTune):
     def init_head(
         self, model: Classifier, options: FineTuneOptions, required: Mapping[str, Selected]
     ) -> None:
-        """Start from the LP solution selected (on ID val) for this seed."""
-        head = required["lp"].predictor
-        if not isinstance(head, LinearHead):
-            raise TypeError(f"lpft needs a linear head from 'lp', got {type(head).__name__}")
-        copy_head(model, head.weight, head.bias)
+        start_from_lp_head(model, required)
+
+
+def start_from_lp_head(model: Classifier, required: Mapping[str, Selected]) -> None:
+    """Set ``model``'s head to the LP solution selected (on ID val) for this seed."""
+    head = required["lp"].predictor
+    if not isinstance(head, LinearHead):
+        raise TypeError(f"a start from LP needs a linear head from 'lp', got {type(head).__name__}")
+    copy_head(model, head.weight, head.bias)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lpft.errors import ConfigError
 from lpft.registry import BACKBONE_SOURCES, ModelSpec
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -41,7 +42,8 @@ class Backbone(nn.Module):
     """A network without its classification head.
 
     ``forward(x)`` returns penultimate features of shape (N, feature_dim). ``blocks()`` names the
-    stages whose outputs the distortion analysis compares, in input-to-output order.
+    stages whose outputs the distortion analysis compares, in input-to-output order (surgical
+    fine-tuning trains one of them). ``embedding_parameters()`` names the stem's parameters.
     """
 
     feature_dim: int
@@ -62,6 +64,15 @@ class Backbone(nn.Module):
     def zeroshot_head(self, class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A (weight, bias) head from class names, for backbones with a text tower; else None."""
         return None
+
+    def embedding_parameters(self) -> list[str]:
+        """Names, as ``named_parameters()`` gives them, of the stem or patch embedding (for a
+        ViT also its position embedding and class token): what ``freeze-embed`` keeps frozen.
+        Every backbone source should override this."""
+        raise ConfigError(
+            f"backbone {type(self).__name__} does not name its stem / embedding parameters "
+            "(Backbone.embedding_parameters), which freezing the embedding needs"
+        )
 
 
 class Classifier(nn.Module):

@@ -63,6 +63,9 @@ class GlyphResNet(Backbone):
             out = stage(out)
         return out.mean(dim=(2, 3))
 
+    def embedding_parameters(self) -> list[str]:
+        return [f"stem.{name}" for name, _ in self.stem.named_parameters()]
+
     def blocks(self) -> dict[str, nn.Module]:
         named = {"stem": self.stem}
         named.update({f"stage{i + 1}": stage for i, stage in enumerate(self.stages)})

@@ -34,7 +34,7 @@ from lpft.io import (
     run_lock,
 )
 from lpft.methods import Method, Selected, method_for
-from lpft.methods.base import LinearHead, Network, Predictor
+from lpft.methods.base import Available, Candidate, LinearHead, Network, Predictor
 from lpft.models import create_backbone
 from lpft.run.context import OOD_VAL_PREFIX, RunContext
 from lpft.run.results import assemble, cell_entry, oracle_entry, select, selected_entry
@@ -58,7 +58,7 @@ def plan_methods(config: RunConfig) -> list[PlannedMethod]:
     seen: set[str] = set()
 
     def add(key: str, hidden: bool) -> None:
-        for requirement in method_for(key).requires:
+        for requirement in method_for(key).requirements(config.method_options(key)):
             if requirement not in seen:
                 add(requirement, requirement not in config.methods)
         if key not in seen:
@@ -173,14 +173,26 @@ class Runner:
         return [c for c in self.cells[key] if c.seed == seed]
 
     def _selected(self, ctx: RunContext, key: str, seed: int) -> Selected:
-        """``key``'s candidate selected on ID val for ``seed``, with its predictor."""
-        choice = select(self._cells_of(key, seed))
+        """``key``'s candidate selected on ID val for ``seed``, with its predictor, and every
+        successful candidate of ``key`` for ``seed`` with a way to build its predictor."""
+        cells = self._cells_of(key, seed)
+        choice = select(cells)
         if choice is None:
             raise TrainingDivergedError(f"no successful '{key}' cell for seed {seed} to start from")
+        method = method_for(key)
+
+        def loader(cell: CellRecord, candidate: Candidate) -> Callable[[], Predictor]:
+            return lambda: next(method.predictors(ctx, cell.directory, [candidate]))
+
+        available = [
+            Available(candidate, loader(cell, candidate))
+            for cell in cells
+            if cell.status == "done"
+            for candidate in cell.candidates
+        ]
         cell, index = choice
         candidate = cell.candidates[index]
-        predictor = next(method_for(key).predictors(ctx, cell.directory, [candidate]))
-        return Selected(candidate, predictor)
+        return Selected(candidate, loader(cell, candidate)(), available)
 
     def _fit_all(self, ctx: RunContext, started: float) -> None:
         for planned in self.plan:
@@ -201,7 +213,7 @@ class Runner:
         seed = cell.seed if cell.seed is not None else 0
         begun = time.perf_counter()
         try:
-            required = {key: self._selected(ctx, key, seed) for key in method.requires}
+            required = {key: self._selected(ctx, key, seed) for key in method.requirements(options)}
             cell.candidates = method.fit(ctx, options, cell.hparams, seed, cell.directory, required)
             cell.status = "done"
         except TrainingDivergedError as exc:
@@ -310,6 +322,7 @@ class Runner:
             methods[planned.key] = {
                 "method": method.name,
                 "axes": list(method.sweep_axes(options)),
+                "curve": method.curve_axis(options),
                 "hidden": planned.hidden,
                 "seed_dependent": self._seed_dependent(planned.key),
                 "describe": method.describe(options),

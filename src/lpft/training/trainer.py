@@ -135,6 +135,16 @@ def freeze_outside(model: torch.nn.Module, groups: list[ParamGroup]) -> None:
         parameter.requires_grad_(id(parameter) in trained)
 
 
+def keep_frozen_norms_in_eval(model: torch.nn.Module) -> None:
+    """Normalisation layers whose own parameters are all frozen keep their running statistics:
+    a frozen block stays bit-identical even while the rest trains with BatchNorm in train mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            own = list(module.parameters(recurse=False))
+            if own and not any(p.requires_grad for p in own):
+                module.eval()
+
+
 class FineTuner:
     """Trains ``model`` on ``train_data`` for one learning rate, selecting the best epoch."""
 
@@ -215,6 +225,7 @@ class FineTuner:
             self.train_data.epoch = pos.epoch
         self.sampler.set_position(pos.epoch, pos.step_in_epoch * self.options.batch_size)
         set_training_mode(self.model, self.options.batchnorm)
+        keep_frozen_norms_in_eval(self.model)
         every = self.options.checkpoint_every_steps
         started = time.perf_counter()
         for images, labels in self.loader:

@@ -1,0 +1,69 @@
+"""``freeze-embed``: fine-tuning with the stem / patch embedding frozen (Kumar et al., *How to
+fine-tune vision models with SGD*, ICLR 2024).
+
+Everything but the backbone's embedding parameters (``Backbone.embedding_parameters()``) trains;
+the embedding, BatchNorm statistics included, stays exactly as pretrained. ``head_init: lp``
+starts the head from the selected LP solution, as LP-FT does (FT + freeze-embed otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from lpft.errors import ConfigError
+from lpft.methods.base import Selected
+from lpft.methods.finetune import FineTune, FineTuneOptions
+from lpft.methods.lpft import start_from_lp_head
+from lpft.models.backbone import Classifier
+from lpft.registry import METHODS
+from lpft.training.trainer import ParamGroup
+
+
+class FreezeEmbedOptions(FineTuneOptions):
+    """FT (or, with ``head_init: lp``, LP-FT) with the stem / patch embedding frozen."""
+
+    head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
+
+
+def split_embedding(model: Classifier) -> tuple[list[str], list[str]]:
+    """Names (in ``model``) of the embedding parameters and of all the others."""
+    names = model.backbone.embedding_parameters()
+    all_names = dict(model.backbone.named_parameters())
+    unknown = [n for n in names if n not in all_names]
+    if not names or unknown:
+        raise ConfigError(
+            f"backbone {type(model.backbone).__name__}: embedding_parameters() names "
+            f"{unknown or 'no parameters'}; expected names from named_parameters()"
+        )
+    frozen = {f"backbone.{n}" for n in names}
+    trained = [n for n, _ in model.named_parameters() if n not in frozen]
+    return sorted(frozen), trained
+
+
+@METHODS.register("freeze-embed")
+class FreezeEmbed(FineTune):
+    name = "freeze-embed"
+    options_model = FreezeEmbedOptions
+    defaults_from = "ft"
+
+    def requirements(self, options: FreezeEmbedOptions) -> tuple[str, ...]:
+        return ("lp",) if options.head_init == "lp" else ()
+
+    def init_head(
+        self, model: Classifier, options: FreezeEmbedOptions, required: Mapping[str, Selected]
+    ) -> None:
+        if options.head_init == "lp":
+            start_from_lp_head(model, required)
+        else:
+            super().init_head(model, options, required)
+
+    def param_groups(
+        self, model: Classifier, options: FreezeEmbedOptions, hparams: dict[str, float | str]
+    ) -> list[ParamGroup]:
+        _, trained = split_embedding(model)
+        parameters = dict(model.named_parameters())
+        return [ParamGroup([parameters[n] for n in trained])]
+
+    def describe(self, options: FreezeEmbedOptions) -> dict[str, str]:
+        return {**super().describe(options), "frozen": "embedding", "head": options.head_init}

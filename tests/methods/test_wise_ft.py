@@ -1,0 +1,79 @@
+"""WiSE-FT interpolates every floating-point tensor: its endpoints are exactly θ₀ and θ₁."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lpft.errors import ConfigError
+from lpft.methods.base import Candidate, LinearHead, Network, Selected
+from lpft.methods.wise_ft import WiseFT, WiseFTOptions, interpolate
+from lpft.models.backbone import Classifier
+from lpft.run.context import RunContext
+from lpft.validation import validate_options
+from tests_support import logits_on
+
+
+def perturbed(model: Classifier, seed: int) -> Classifier:
+    """A stand-in for a fine-tuned network: every float tensor moved, BatchNorm stats too."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.add_(0.1 * torch.randn(value.shape, generator=generator).abs())
+    return model
+
+
+def endpoints(ctx: RunContext) -> tuple[Classifier, Classifier, dict[str, Selected]]:
+    classes = ctx.benchmark.num_classes
+    generator = torch.Generator().manual_seed(1)
+    head = LinearHead(
+        torch.randn(classes, ctx.pretrained.feature_dim, generator=generator),
+        torch.randn(classes, generator=generator),
+    )
+    theta0 = Classifier(ctx.fresh_backbone(), classes).eval()
+    theta0.head.weight.data.copy_(head.weight)
+    theta0.head.bias.data.copy_(head.bias)
+    theta1 = perturbed(Classifier(ctx.fresh_backbone(), classes), seed=2).eval()
+    required = {
+        "lp": Selected(Candidate({"C": 1.0}, 0.5, "head", "heads.pt"), head),
+        "ft": Selected(Candidate({"lr": 0.01}, 0.5, "model", "best.pt"), Network(theta1)),
+    }
+    return theta0, theta1, required
+
+
+def test_endpoints_predict_exactly_as_theta0_and_theta1(
+    tiny_context: RunContext, tmp_path: Path
+) -> None:
+    theta0, theta1, required = endpoints(tiny_context)
+    method = WiseFT()
+    options = WiseFTOptions(alphas=[0.0, 0.5, 1.0])
+    candidates = method.fit(tiny_context, options, {}, 0, tmp_path, required)
+    assert [c.hparams["alpha"] for c in candidates] == [0.0, 0.5, 1.0]
+
+    at0, half, at1 = (p.model for p in method.predictors(tiny_context, tmp_path, candidates))
+    assert torch.equal(logits_on(tiny_context, at0), logits_on(tiny_context, theta0))
+    assert torch.equal(logits_on(tiny_context, at1), logits_on(tiny_context, theta1))
+    assert not torch.equal(logits_on(tiny_context, half), logits_on(tiny_context, theta1))
+    mean_key = "backbone.stem.1.running_mean"
+    expected = 0.5 * theta0.state_dict()[mean_key] + 0.5 * theta1.state_dict()[mean_key]
+    torch.testing.assert_close(half.state_dict()[mean_key], expected)
+
+
+def test_interpolation_is_exact_at_the_ends_and_linear_between() -> None:
+    theta0 = {"w": torch.tensor([1.0, -2.0]), "n": torch.tensor(3)}
+    theta1 = {"w": torch.tensor([3.0, 2.0]), "n": torch.tensor(7)}
+    assert torch.equal(interpolate(theta0, theta1, 0.0)["w"], theta0["w"])
+    assert torch.equal(interpolate(theta0, theta1, 1.0)["w"], theta1["w"])
+    assert torch.equal(interpolate(theta0, theta1, 0.25)["w"], torch.tensor([1.5, -1.0]))
+    assert interpolate(theta0, theta1, 0.25)["n"] == 7
+
+
+def test_options_refuse_alphas_outside_the_unit_interval_and_a_linear_base() -> None:
+    with pytest.raises(ConfigError, match="alphas"):
+        validate_options(WiseFTOptions, {"alphas": [0.5, 1.5]}, "config")
+    with pytest.raises(ConfigError, match="base"):
+        validate_options(WiseFTOptions, {"base": "lp"}, "config")
+    assert WiseFT().requirements(WiseFTOptions(base="lpft")) == ("lp", "lpft")
