@@ -433,6 +433,9 @@ def seed_values(results: dict[str, Any], entry: dict[str, Any], column: str) -> 
         elif column == "ood_avg":
             ood = list(chosen["ood"].values())
             values.append(sum(ood) / len(ood) if ood else None)
+        elif column.startswith("score:"):
+            split, metric = column.removeprefix("score:").split(":", 1)
+            values.append(chosen.get("scores", {}).get(split, {}).get(metric))
         else:
             values.append(chosen["ood"][column.removeprefix("ood:")])
     return values
