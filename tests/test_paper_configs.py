@@ -31,6 +31,10 @@ def test_config_validates_and_matches_the_paper(path: Path) -> None:
         assert options.epochs == paper[method]["epochs"]
         assert options.lrs == paper[method]["lrs"] and options.batch_size == 64
     assert config.seeds == 3
+    augment = config.benchmark_options.get("augment")
+    random_augmentation = augment in {"rrc_flip", "resize_crop_flip"}
+    expected = "augmented" if random_augmentation else "eval"
+    assert config.methods["lp"].train_features == expected  # the official LP recipe
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
