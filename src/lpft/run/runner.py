@@ -102,8 +102,9 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        fresh_directory = not self.out.exists()
         with run_lock(self.out) if self.main else nullcontext():
-            device, benchmark, backbone = self.prepare()
+            device, benchmark, backbone = self.prepare(fresh_directory)
             with self._progress() as progress:
                 ctx = self.context(device, benchmark, backbone, progress)
                 self.on_phase("fit")
@@ -116,9 +117,10 @@ class Runner:
             self.tracker.finish(self.out)
         return results
 
-    def prepare(self):
-        """Check the input and the run directory, load the cells' records, save the config."""
-        fresh_directory = not self.out.exists()
+    def prepare(self, fresh_directory: bool):
+        """Check the input and the run directory, load the cells' records, save the config.
+
+        On bad input a ``fresh_directory`` (created by this run) is removed again."""
         try:
             self.rundir.check_config(self.config)
             device, benchmark, backbone = self._build_inputs()
