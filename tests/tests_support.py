@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,3 +92,17 @@ def best_state(runner: Runner, key: str, artifact: str = "best.pt") -> dict[str,
 def pretrained_state(runner: Runner) -> dict[str, torch.Tensor]:
     backbone = create_backbone(runner.config.model)
     return {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def tiny_plugin_env(site: Path) -> dict[str, str]:
+    """An environment in which other processes (torchrun workers, submitit jobs, Ray workers)
+    find the ``tiny`` benchmark and backbone, as an ``lpft.plugins`` entry point."""
+    dist = Path(site) / "lpft_tiny_plugin-0.1.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lpft-tiny-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lpft.plugins]\ntiny = tiny_benchmark\n")
+    path = os.pathsep.join([str(site), str(TESTS_DIR), *sys.path])
+    return {**os.environ, "PYTHONPATH": path}

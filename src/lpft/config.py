@@ -25,6 +25,60 @@ def method_class(key: str) -> Any:
     return METHODS.get(method_base_name(key))
 
 
+class SlurmOptions(StrictModel):
+    """One Slurm job per cell, submitted through submitit (``pip install 'lpft[slurm]'``)."""
+
+    # "local" runs the jobs as processes on this machine (submitit's LocalExecutor).
+    cluster: Literal["slurm", "local"] = "slurm"
+    partition: str | None = None
+    gpus_per_job: int = Field(1, ge=0)
+    cpus_per_job: int = Field(4, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    time_minutes: int = Field(240, ge=1)
+    array_parallelism: int = Field(64, ge=1)
+    # Any further sbatch option, e.g. {"account": "abc", "qos": "high"}.
+    sbatch: dict[str, Any] = Field(default_factory=dict)
+
+
+class RayOptions(StrictModel):
+    """One Ray task per cell (``pip install 'lpft[ray]'``)."""
+
+    # An existing cluster ("auto", "ray://host:10001"); None starts a local instance.
+    address: str | None = None
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    # CPUs of a local instance (None: all of this machine's).
+    local_cpus: int | None = Field(None, ge=1)
+
+
+class LauncherOptions(StrictModel):
+    """How ``lpft run --launcher`` fans the cells out (none: one process runs them all)."""
+
+    name: Literal["local", "slurm", "ray"] | None = None
+    # A claimed cell whose holder has not renewed its claim for this long may be taken over.
+    lease_seconds: float = Field(120.0, ge=5)
+    # How long a cell's job waits for the cells it depends on that another job is running.
+    dependency_wait_seconds: float = Field(3600.0, ge=0)
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+    ray: RayOptions = Field(default_factory=RayOptions)
+
+
+class TrackingOptions(StrictModel):
+    """Experiment trackers fed with each cell's hyperparameters, epochs and final metrics."""
+
+    log: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    # MLflow tracking URI; None: a file store in RUN/mlruns (works offline).
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = "lpft"
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class RunConfig(StrictModel):
     benchmark: str = "digits-shift"
     benchmark_options: dict[str, Any] = Field(default_factory=dict)
@@ -53,6 +107,8 @@ class RunConfig(StrictModel):
     quick: bool = False
     # Also select on OOD validation (benchmarks that have it), reported apart as oracle rows.
     oracle: bool = False
+    launcher: LauncherOptions = Field(default_factory=LauncherOptions)
+    tracking: TrackingOptions = Field(default_factory=TrackingOptions)
 
     @field_validator("model")
     @classmethod

@@ -13,7 +13,7 @@ import sys
 from lpft import __version__
 from lpft.errors import LpftError
 
-SUBCOMMANDS = ("run", "data", "models", "pretrain", "theory", "report")
+SUBCOMMANDS = ("run", "status", "collect", "data", "models", "pretrain", "theory", "report")
 USAGE_ERROR = 2
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args_list = ["run"]
     parser = build_parser()
     args = parser.parse_args(args_list)
+    args.argv = args_list
     if args.command is None:
         parser.print_help()
         return USAGE_ERROR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="any config key, e.g. methods.ft.batchnorm=eval (repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "ray"],
+        help="run every cell as its own job (settings: the config's launcher section)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train each cell with N data-parallel processes (restarts itself under torchrun)",
+    )
+    p.add_argument("--log", help="experiment trackers, e.g. tensorboard,mlflow")
     p.set_defaults(handler=run)
 
 
@@ -143,6 +156,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         overrides["report"] = False
     if args.resume is not None:
         overrides["out"] = str(args.resume)
+    if args.launcher is not None:
+        overrides = deep_merge(overrides, {"launcher": {"name": args.launcher}})
+    if args.log is not None:
+        overrides = deep_merge(overrides, {"tracking": {"log": args.log}})
     return overrides
 
 
@@ -203,14 +220,48 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lpft.run.launchers import launch
+    from lpft.run.rundir import default_out_dir
     from lpft.run.runner import Runner
+    from lpft.training.distributed import distributed_session, launched_by_torchrun
 
+    if args.nproc is not None and not launched_by_torchrun():
+        return relaunch_with_torchrun(args.nproc, args.argv)
     config = config_from_args(args)
-    runner = Runner(config, quiet=args.quiet)
-    results = runner.run()
-    print_table(results, Console(width=max(TABLE_WIDTH, Console().width)))
-    print(f"results: {runner.rundir.results_path}", file=sys.stderr)
+    with distributed_session(config.device) as world:
+        if config.launcher.name is not None:
+            if world.distributed:
+                raise ConfigError("--launcher runs cells as separate jobs; not under torchrun")
+            results = launch(config)
+        else:
+            results = Runner(config, quiet=args.quiet).run()
+    if world.main:
+        print_table(results, Console(width=max(TABLE_WIDTH, Console().width)))
+        out = Path(config.out) if config.out else default_out_dir(config)
+        print(f"results: {out / 'results.json'}", file=sys.stderr)
     return 0
+
+
+def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """``lpft run --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m lpft run ...``"""
+    if nproc < 1:
+        raise ConfigError(f"--nproc {nproc}: expected at least 1 process")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", str(nproc), "-m", "lpft", *without_nproc(argv)]
+    return subprocess.call(command)
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            kept.append(item)
+    return kept
 
 
 def print_table(results: dict[str, Any], console: Console) -> None:

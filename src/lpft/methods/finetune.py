@@ -167,8 +167,9 @@ class FineTune(Method):
             (Path(cell_dir) / candidate.artifact).unlink(missing_ok=True)
 
     def describe(self, options: FineTuneOptions) -> dict[str, str]:
+        batchnorm = options.batchnorm + ("+sync" if options.sync_batchnorm else "")
         return {
-            "batchnorm": options.batchnorm,
+            "batchnorm": batchnorm,
             "grid": "lr: " + ", ".join(f"{lr:g}" for lr in options.lrs),
         }
 

@@ -14,6 +14,7 @@ from lpft.errors import CheckpointError
 from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Selected
 from lpft.registry import METHODS
+from lpft.training.distributed import is_main_process
 from lpft.training.evaluate import accuracy
 from lpft.training.features import ForwardOutputs
 from lpft.training.logreg import LogisticRegressionPath, predict_logits
@@ -98,14 +99,8 @@ class LinearProbe(Method):
                     info=info,
                 )
             )
-        atomic_torch_save(
-            cell_dir / HEADS,
-            {
-                "C": torch.tensor([s.C for s in solutions], dtype=torch.float64),
-                "weight": torch.stack([s.weight.cpu() for s in solutions]),
-                "bias": torch.stack([s.bias.cpu() for s in solutions]),
-            },
-        )
+        if is_main_process():
+            save_heads(cell_dir, solutions)
         return candidates
 
     def train_features(
@@ -180,6 +175,18 @@ def solver_description(options: LinearProbeOptions) -> str:
     if options.solver == "official":
         return f"official (scikit-learn L-BFGS, warm start, {OFFICIAL_MAX_ITER} iterations per C)"
     return f"exact ({options.solver}, gradient <= {options.tol:g})"
+
+
+def save_heads(cell_dir: Path, solutions: list[Any]) -> None:
+    """Every C's head in one file (written by one process under torchrun)."""
+    atomic_torch_save(
+        Path(cell_dir) / HEADS,
+        {
+            "C": torch.tensor([s.C for s in solutions], dtype=torch.float64),
+            "weight": torch.stack([s.weight.cpu() for s in solutions]),
+            "bias": torch.stack([s.bias.cpu() for s in solutions]),
+        },
+    )
 
 
 def load_heads(cell_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:

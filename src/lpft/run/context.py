@@ -18,6 +18,7 @@ from lpft.data import Benchmark, build_transform
 from lpft.data.cache import lpft_home
 from lpft.data.transforms import DETERMINISTIC_POLICIES
 from lpft.models.backbone import Backbone
+from lpft.training.distributed import current_world, shard_sampler
 from lpft.training.feature_cache import (
     CachedFeatures,
     FeatureCache,
@@ -165,7 +166,10 @@ class RunContext:
         spec = self.pretrained.input_spec
         self.train_transform = build_transform(self.benchmark.augment, spec, train=True)
         self.eval_transform = build_transform(self.benchmark.augment, spec, train=False)
-        disk = FeatureCache(lpft_home() / "features") if self.config.feature_cache else None
+        # Under torchrun each process extracts its shard and the shards are gathered in memory;
+        # the disk cache is filled and read by single-process runs.
+        use_disk = self.config.feature_cache and not current_world().distributed
+        disk = FeatureCache(lpft_home() / "features") if use_disk else None
         self.features = FeatureStore(
             self.pretrained,
             self.eval_loader,
@@ -209,8 +213,13 @@ class RunContext:
         return self.benchmark.eval_splits()[split].dataset
 
     def eval_loader(self, split: str) -> DataLoader:
+        """Under torchrun, each process reads its shard and the forward pass gathers them."""
+        dataset = self.prepared(split)
         return eval_loader(
-            self.prepared(split), self.config.eval_batch_size, self.config.num_workers
+            dataset,
+            self.config.eval_batch_size,
+            self.config.num_workers,
+            sampler=shard_sampler(len(dataset)),
         )
 
     def prepared(self, split: str) -> Dataset:

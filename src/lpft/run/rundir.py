@@ -28,7 +28,16 @@ from lpft.methods.base import Candidate, cell_id
 # Settings that may change between a run and its resumption without changing any number
 # (``quick`` only records that the profile was applied: the values it sets are compared).
 RESUMABLE_DIFFERENCES = frozenset(
-    {"out", "report", "keep_checkpoints", "num_workers", "feature_cache", "quick"}
+    {
+        "out",
+        "report",
+        "keep_checkpoints",
+        "num_workers",
+        "feature_cache",
+        "quick",
+        "launcher",
+        "tracking",
+    }
 )
 SHARED_SEED = "shared"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from lpft.models import create_backbone
 from lpft.run.context import OOD_VAL_PREFIX, RunContext
 from lpft.run.results import assemble, cell_entry, oracle_entry, select, selected_entry
 from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir
+from lpft.run.tracking import Tracker, open_tracker
+from lpft.training.distributed import barrier, current_world
 from lpft.training.features import forward_split
 from lpft.training.logreg import predict_logits
 from lpft.training.runtime import configure_determinism, resolve_device
@@ -86,38 +89,60 @@ class Runner:
         self.rundir = RunDirectory(self.out)
         self.plan = plan_methods(config)
         self.cells: dict[str, list[CellRecord]] = {}
+        # Under torchrun every process runs the same program; only rank 0 writes files.
+        self.main = current_world().main
+        self._tracker: Tracker | None = None
+
+    @property
+    def tracker(self) -> Tracker:
+        """The experiment trackers the config names, opened when first used."""
+        if self._tracker is None:
+            self._tracker = open_tracker(self.config.tracking, self.out, enabled=self.main)
+        return self._tracker
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         fresh_directory = not self.out.exists()
-        with run_lock(self.out):
-            try:
-                self.rundir.check_config(self.config)
-                device, benchmark, backbone = self._build_inputs()
-                self._load_cells()
-                self._check_disk(backbone)
-            except LpftError:
-                if fresh_directory:
-                    shutil.rmtree(self.out, ignore_errors=True)
-                raise
-            self.rundir.write_config(self.config)
+        with run_lock(self.out) if self.main else nullcontext():
+            device, benchmark, backbone = self.prepare(fresh_directory)
             with self._progress() as progress:
-                ctx = RunContext(
-                    config=self.config,
-                    benchmark=benchmark,
-                    pretrained=backbone.to(device),
-                    device=device,
-                    progress=progress,
-                    autocast_dtype=PRECISIONS[self.config.precision],
-                )
+                ctx = self.context(device, benchmark, backbone, progress)
                 self.on_phase("fit")
                 self._fit_all(ctx, started)
                 self.on_phase("evaluate")
                 self._evaluate_all(ctx)
             results = self._write_results(ctx, complete=True, started=started)
-            if self.config.report:
+            if self.config.report and self.main:
                 write_report([self.out], self.out)
+            self.tracker.finish(self.out)
         return results
+
+    def prepare(self, fresh_directory: bool):
+        """Check the input and the run directory, load the cells' records, save the config.
+
+        On bad input a ``fresh_directory`` (created by this run) is removed again."""
+        try:
+            self.rundir.check_config(self.config)
+            device, benchmark, backbone = self._build_inputs()
+            self._load_cells()
+            self._check_disk(backbone)
+        except LpftError:
+            if fresh_directory and self.main:
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+        if self.main:
+            self.rundir.write_config(self.config)
+        return device, benchmark, backbone
+
+    def context(self, device, benchmark, backbone, progress: Progress) -> RunContext:
+        return RunContext(
+            config=self.config,
+            benchmark=benchmark,
+            pretrained=backbone.to(device),
+            device=device,
+            progress=progress,
+            autocast_dtype=PRECISIONS[self.config.precision],
+        )
 
     def _build_inputs(self):
         """Everything that can be wrong with the user's input fails here, before any training."""
@@ -142,7 +167,7 @@ class Runner:
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
-            disable=self.quiet,
+            disable=self.quiet or not self.main,
         )
 
     def _seed_dependent(self, key: str) -> bool:
@@ -207,9 +232,14 @@ class Runner:
                 self._fit_cell(ctx, method, options, cell)
                 self._write_results(ctx, complete=False, started=started)
 
+    def fit_cell(self, ctx: RunContext, key: str, cell: CellRecord) -> None:
+        """Fit one cell (its required methods' cells for the seed must be fitted)."""
+        self._fit_cell(ctx, method_for(key), self.config.method_options(key), cell)
+
     def _fit_cell(self, ctx: RunContext, method: Method, options, cell: CellRecord) -> None:
-        cell.directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(cell.directory)
+        if self.main:
+            cell.directory.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(cell.directory)
         seed = cell.seed if cell.seed is not None else 0
         begun = time.perf_counter()
         try:
@@ -218,25 +248,37 @@ class Runner:
             cell.status = "done"
         except TrainingDivergedError as exc:
             cell.status, cell.error, cell.candidates = "failed", str(exc), []
-            self.console.print(f"[yellow]cell {cell.method} {cell.directory.name} failed: {exc}")
-            shutil.rmtree(cell.directory, ignore_errors=True)
-            cell.directory.mkdir(parents=True, exist_ok=True)
+            if self.main:
+                self.console.print(
+                    f"[yellow]cell {cell.method} {cell.directory.name} failed: {exc}"
+                )
+                shutil.rmtree(cell.directory, ignore_errors=True)
+                cell.directory.mkdir(parents=True, exist_ok=True)
         cell.seconds = time.perf_counter() - begun
-        self.rundir.save_fit(cell)
-        method.fit_recorded(cell.directory)
+        if self.main:
+            self.rundir.save_fit(cell)
+            method.fit_recorded(cell.directory)
+        barrier()
 
     def _evaluate_all(self, ctx: RunContext) -> None:
         for planned in self.plan:
-            method = method_for(planned.key)
             for cell in self.cells[planned.key]:
-                if cell.status != "done":
-                    continue
-                if cell.metrics is None:
-                    predictors = method.predictors(ctx, cell.directory, cell.candidates)
-                    cell.metrics = [self._evaluate(ctx, p) for p in predictors]
-                    self.rundir.save_metrics(cell)
-                if not self.config.keep_checkpoints:
-                    method.release(cell.directory, cell.candidates)
+                self.evaluate_cell(ctx, planned.key, cell)
+
+    def evaluate_cell(self, ctx: RunContext, key: str, cell: CellRecord) -> None:
+        """ID test / OOD metrics of every candidate of a fitted cell, then its release."""
+        if cell.status != "done":
+            return
+        method = method_for(key)
+        if cell.metrics is None:
+            predictors = method.predictors(ctx, cell.directory, cell.candidates)
+            cell.metrics = [self._evaluate(ctx, p) for p in predictors]
+            if self.main:
+                self.rundir.save_metrics(cell)
+            self.tracker.cell_finished(key, cell)
+        barrier()
+        if not self.config.keep_checkpoints and self.main:
+            method.release(cell.directory, cell.candidates)
 
     def _evaluate(self, ctx: RunContext, predictor: Predictor) -> dict[str, Any]:
         if isinstance(predictor, LinearHead):
@@ -337,6 +379,8 @@ class Runner:
             seconds=time.perf_counter() - started,
             compute_seconds=sum(c.seconds for cells in self.cells.values() for c in cells),
         )
+        if not self.main:
+            return results
         atomic_write_json(self.rundir.results_path, results)
         if complete:
             atomic_write_text(self.rundir.summary_path, markdown_summary(results))

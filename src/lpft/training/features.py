@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lpft.models.backbone import Backbone
+from lpft.training.distributed import ShardSampler
 
 
 @dataclass
@@ -59,7 +60,11 @@ def forward_split(
     autocast_dtype: torch.dtype | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ForwardOutputs:
-    """Run ``backbone`` (and ``head``) in eval mode over ``loader``; results on the CPU."""
+    """Run ``backbone`` (and ``head``) in eval mode over ``loader``; results on the CPU.
+
+    A loader over one shard per process (``ShardSampler``, under torchrun) gives every process
+    the outputs of the whole split, gathered back into dataset order.
+    """
     backbone.eval()
     if head is not None:
         head.eval()
@@ -76,11 +81,23 @@ def forward_split(
             labels.append(torch.as_tensor(targets))
             if on_batch is not None:
                 on_batch(len(targets))
-    return ForwardOutputs(
+    outputs = ForwardOutputs(
         labels=torch.cat(labels),
         features=torch.cat(features),
         logits=torch.cat(logits) if logits else None,
         blocks={name: torch.cat(parts) for name, parts in blocks.items()},
+    )
+    if isinstance(loader.sampler, ShardSampler):
+        return _gathered(outputs, loader.sampler)
+    return outputs
+
+
+def _gathered(outputs: ForwardOutputs, shards: ShardSampler) -> ForwardOutputs:
+    return ForwardOutputs(
+        labels=shards.gather(outputs.labels),
+        features=shards.gather(outputs.features),
+        logits=shards.gather(outputs.logits) if outputs.logits is not None else None,
+        blocks={name: shards.gather(part) for name, part in outputs.blocks.items()},
     )
 
 

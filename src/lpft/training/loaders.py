@@ -116,7 +116,14 @@ def train_loader(
     )
 
 
-def eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+def eval_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, sampler: Sampler[int] | None = None
+) -> DataLoader:
+    """In dataset order; ``sampler`` restricts it to a subset (e.g. this process's shard)."""
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, **_loader_options(dataset, num_workers)
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        **_loader_options(dataset, num_workers),
     )

@@ -27,9 +27,15 @@ from torch.utils.data import DataLoader, Dataset
 from lpft.errors import CheckpointError, TrainingDivergedError
 from lpft.io import atomic_torch_save
 from lpft.models.backbone import Classifier, set_training_mode
+from lpft.training.distributed import (
+    all_reduce_sum,
+    data_parallel,
+    is_main_process,
+    train_sampler,
+)
 from lpft.training.evaluate import accuracy
 from lpft.training.features import autocast, forward_split
-from lpft.training.loaders import EpochSampler, TransformedDataset, train_loader
+from lpft.training.loaders import TransformedDataset, train_loader
 from lpft.training.runtime import derive_seed, rng_state, set_rng_state
 from lpft.validation import StrictModel
 
@@ -53,6 +59,9 @@ class TrainingOptions(StrictModel):
     # A non-finite loss: "stop" ends the cell there and keeps its best epoch so far (the cell
     # fails only if no epoch had finished); "fail" fails the whole cell.
     on_nonfinite: Literal["stop", "fail"] = "stop"
+    # Under torchrun: BatchNorm statistics over the whole global batch instead of each
+    # process's slice (a single process is unaffected).
+    sync_batchnorm: bool = False
 
 
 @dataclass
@@ -170,6 +179,9 @@ class FineTuner:
         self.loss_term = loss_term
         if param_groups is not None:
             freeze_outside(self.model, param_groups)
+        # Under torchrun, steps go through the DistributedDataParallel wrapper; ``model`` is
+        # what is saved and evaluated.
+        self.model, self.network = data_parallel(self.model, options.sync_batchnorm)
         self.options = options
         self.lr = lr
         self.train_data = train_data
@@ -179,8 +191,8 @@ class FineTuner:
         self.seed = seed
         self.autocast_dtype = autocast_dtype
         self.on_step = on_step
-        self.sampler = EpochSampler(len(train_data), seed)
-        self.loader = train_loader(train_data, self.sampler, options.batch_size, num_workers)
+        self.sampler, batch_per_process = train_sampler(len(train_data), seed, options.batch_size)
+        self.loader = train_loader(train_data, self.sampler, batch_per_process, num_workers)
         self.steps_per_epoch = len(self.loader)
         warmup = round(options.warmup_epochs * self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, options, lr, param_groups)
@@ -252,7 +264,7 @@ class FineTuner:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.device, self.autocast_dtype):
-            logits = self.model(images)
+            logits = self.network(images)
             loss = F.cross_entropy(logits.float(), labels)
             if self.loss_term is not None:
                 loss = loss + self.loss_term(self.model)
@@ -271,6 +283,8 @@ class FineTuner:
         """Move the step statistics to the position; on a non-finite loss, stop the cell
         (``on_nonfinite``: keep the best epoch so far, or fail it)."""
         loss_sum, correct, seen, nonfinite = self._device_stats.tolist()
+        """Move the step statistics to the position; stop the cell if any loss was not finite."""
+        loss_sum, correct, seen, nonfinite = all_reduce_sum(self._device_stats).tolist()
         self._device_stats.zero_()
         pos = self.position
         if nonfinite > 0:
@@ -309,17 +323,24 @@ class FineTuner:
         pos.history.append(record)
         if val_acc > pos.best_val:
             pos.best_val, pos.best_epoch = val_acc, record.epoch
-            atomic_torch_save(
-                self.cell_dir / BEST,
-                {"model": _cpu_state(self.model), "epoch": record.epoch, "id_val": val_acc},
-            )
+            self._save_best(record.epoch, val_acc)
         pos.epoch += 1
         pos.step_in_epoch = 0
         pos.loss_sum, pos.correct, pos.seen = 0.0, 0, 0
         pos.seconds += time.perf_counter() - started
         self._save_last()
 
+    def _save_best(self, epoch: int, val_acc: float) -> None:
+        if is_main_process():
+            atomic_torch_save(
+                self.cell_dir / BEST,
+                {"model": _cpu_state(self.model), "epoch": epoch, "id_val": val_acc},
+            )
+
     def _save_last(self) -> None:
+        """Everything resume needs; written by rank 0 alone under torchrun."""
+        if not is_main_process():
+            return
         pos = self.position
         atomic_torch_save(
             self.cell_dir / LAST,

@@ -1,0 +1,39 @@
+"""``lpft status RUN``: every cell of a run and where it stands."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+STATE_STYLES = {"done": "green", "running": "cyan", "failed": "red", "pending": "white"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show each cell of a run: pending, running (where), done, failed (why)",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="run directory")
+    p.set_defaults(handler=status)
+
+
+def status(args: argparse.Namespace) -> int:
+    from lpft.run.jobs import CellJobs
+
+    states = CellJobs(args.run_dir).states()
+    table = Table(title=str(args.run_dir))
+    for column in ("method", "seed", "cell", "state", "detail"):
+        table.add_column(column)
+    for s in states:
+        seed = "shared" if s.seed is None else str(s.seed)
+        style = STATE_STYLES[s.state]
+        table.add_row(s.method, seed, s.cell, f"[{style}]{s.state}[/]", s.detail)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    counts = Counter(s.state for s in states)
+    console.print(", ".join(f"{counts[name]} {name}" for name in STATE_STYLES if counts[name]))
+    return 0
