@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, PositiveFloat, field_validator
 
 from lpft.errors import ConfigError
-from lpft.methods.base import Candidate, Method, MethodContext, Network, Selected
+from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Network, Selected
 from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
 from lpft.training.runtime import derive_seed
@@ -49,16 +49,23 @@ class FineTune(Method):
     def quick_options(self, options: FineTuneOptions) -> dict[str, Any]:
         return {"epochs": QUICK_EPOCHS, "lrs": [options.lrs[len(options.lrs) // 2]]}
 
+    def requirements(self, options: FineTuneOptions) -> tuple[str, ...]:
+        """``requires``, plus ``lp`` whenever the head starts from the LP solution."""
+        from_lp = options.head_init == "lp" and "lp" not in self.requires
+        return (*self.requires, "lp") if from_lp else self.requires
+
     def init_head(
         self,
         model: Classifier,
         options: FineTuneOptions,
         required: Mapping[str, Selected],
     ) -> None:
-        """PyTorch's default initialisation (already applied, seeded) or zeros."""
+        """PyTorch's default initialisation (already applied, seeded), zeros, or the LP head."""
         if options.head_init == "zero":
             torch.nn.init.zeros_(model.head.weight)
             torch.nn.init.zeros_(model.head.bias)
+        elif options.head_init == "lp":
+            start_from_lp_head(model, required)
 
     def start_head(
         self,
@@ -188,3 +195,11 @@ def zeroshot_head(backbone: Backbone, classes: list[str]) -> tuple[torch.Tensor,
             f"{type(backbone).__name__} has none"
         )
     return head
+
+
+def start_from_lp_head(model: Classifier, required: Mapping[str, Selected]) -> None:
+    """Set ``model``'s head to the LP solution selected (on ID val) for this seed."""
+    head = required["lp"].predictor
+    if not isinstance(head, LinearHead):
+        raise TypeError(f"a start from LP needs a linear head from 'lp', got {type(head).__name__}")
+    copy_head(model, head.weight, head.bias)

@@ -8,13 +8,10 @@ starts the head from the selected LP solution, as LP-FT does (FT + freeze-embed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
 from lpft.errors import ConfigError
-from lpft.methods.base import Selected
 from lpft.methods.finetune import FineTune, FineTuneOptions
-from lpft.methods.lpft import start_from_lp_head
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS
 from lpft.training.trainer import ParamGroup
@@ -46,17 +43,6 @@ class FreezeEmbed(FineTune):
     name = "freeze-embed"
     options_model = FreezeEmbedOptions
     defaults_from = "ft"
-
-    def requirements(self, options: FreezeEmbedOptions) -> tuple[str, ...]:
-        return ("lp",) if options.head_init == "lp" else ()
-
-    def init_head(
-        self, model: Classifier, options: FreezeEmbedOptions, required: Mapping[str, Selected]
-    ) -> None:
-        if options.head_init == "lp":
-            start_from_lp_head(model, required)
-        else:
-            super().init_head(model, options, required)
 
     def param_groups(
         self, model: Classifier, options: FreezeEmbedOptions, hparams: dict[str, float | str]

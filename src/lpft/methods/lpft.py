@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
-from lpft.methods.base import LinearHead, Selected
-from lpft.methods.finetune import FineTune, FineTuneOptions, copy_head
-from lpft.models.backbone import Classifier
+from lpft.methods.finetune import FineTune, FineTuneOptions
 from lpft.registry import METHODS
 
 PAPER_LPFT_LRS = [3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
@@ -29,16 +26,3 @@ class LinearProbeThenFineTune(FineTune):
     name = "lpft"
     options_model = LPFTOptions
     requires = ("lp",)
-
-    def init_head(
-        self, model: Classifier, options: FineTuneOptions, required: Mapping[str, Selected]
-    ) -> None:
-        start_from_lp_head(model, required)
-
-
-def start_from_lp_head(model: Classifier, required: Mapping[str, Selected]) -> None:
-    """Set ``model``'s head to the LP solution selected (on ID val) for this seed."""
-    head = required["lp"].predictor
-    if not isinstance(head, LinearHead):
-        raise TypeError(f"a start from LP needs a linear head from 'lp', got {type(head).__name__}")
-    copy_head(model, head.weight, head.bias)

@@ -16,7 +16,6 @@ from typing import Literal
 from lpft.errors import ConfigError
 from lpft.methods.base import Candidate, MethodContext, Selected
 from lpft.methods.finetune import FineTune, FineTuneOptions
-from lpft.methods.lpft import start_from_lp_head
 from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
 from lpft.training.trainer import LAST, ParamGroup
@@ -48,9 +47,6 @@ class Surgical(FineTune):
     options_model = SurgicalOptions
     defaults_from = "ft"
 
-    def requirements(self, options: SurgicalOptions) -> tuple[str, ...]:
-        return ("lp",) if options.head_init == "lp" else ()
-
     def sweep_axes(self, options: SurgicalOptions) -> tuple[str, ...]:
         return ("lr", "block")
 
@@ -70,14 +66,6 @@ class Surgical(FineTune):
             )
             for name in block_names(ctx.fresh_backbone(), options)
         ]
-
-    def init_head(
-        self, model: Classifier, options: SurgicalOptions, required: Mapping[str, Selected]
-    ) -> None:
-        if options.head_init == "lp":
-            start_from_lp_head(model, required)
-        else:
-            super().init_head(model, options, required)
 
     def param_groups(
         self, model: Classifier, options: SurgicalOptions, hparams: dict[str, float | str]

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from lpft.errors import ConfigError
 from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, Method, MethodContext, Network, Selected
-from lpft.methods.lpft import start_from_lp_head
+from lpft.methods.finetune import start_from_lp_head
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS, method_base_name
 from lpft.training.evaluate import accuracy
