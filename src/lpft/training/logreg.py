@@ -15,12 +15,12 @@ each C is warm-started from the previous one and solved by one of two second-ord
   parameters k * (r + 1) is small enough for a dense Hessian.
 - ``newton-cg``: truncated Newton (``lpft.training.newton_cg``): conjugate gradients on
   Hessian-vector products (float32) with a diagonal preconditioner, float64 loss and gradient;
-  warm starts extrapolate quadratically in log C from the last three solutions. Used on the CPU
-  for problems too large for a dense Hessian, and for features streamed from disk
-  (``LogisticRegressionPath.streamed``).
+  warm starts extrapolate quadratically in log C from the last three solutions. Used for
+  problems too large for a dense Hessian, and for features streamed from disk
+  (``LogisticRegressionPath.streamed``). On an accelerator the same method runs as
+  ``lpft.training.device_newton``: the whole path is queued without host synchronisation.
 - ``lbfgs``: L-BFGS on coordinates rescaled by an estimate of the curvature along each
-  eigen-direction, which makes the Hessian close to the identity; the large-problem choice on
-  GPUs.
+  eigen-direction, which makes the Hessian close to the identity (on request only).
 
 Convergence (both solvers): the largest absolute gradient entry of the objective divided by C n
 (mean loss + penalty), in the rotated coordinates, is at most ``tol``.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lpft.training import newton_cg
+from lpft.training import device_newton, newton_cg
 
 RELATIVE_RANK_TOL = 1e-10
 LBFGS_HISTORY = 20
@@ -129,10 +129,12 @@ class LogisticRegressionPath:
         if solver == "auto":
             solver = choose_solver(len(self.labels), rank, num_classes, features.device)
         objective = None
-        if solver == "newton-cg":
+        if solver == "newton-cg" and features.device.type == "cpu":
             objective = newton_cg.InMemoryObjective(
-                self.basis.z.cpu().numpy(), self.labels.cpu().numpy(), num_classes
+                self.basis.z.numpy(), self.labels.numpy(), num_classes
             )
+        elif solver == "newton-cg":
+            objective = device_newton.DeviceObjective(self.basis.z, self.labels, num_classes)
         self._setup(num_classes, tol, max_iter, solver, rank, objective, features.device, dtype)
 
     @classmethod
@@ -185,7 +187,7 @@ class LogisticRegressionPath:
         max_iter: int,
         solver: str,
         rank: int,
-        objective: newton_cg.Objective | None,
+        objective: newton_cg.Objective | device_newton.DeviceObjective | None,
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
@@ -208,23 +210,17 @@ class LogisticRegressionPath:
     ) -> list[LogRegSolution]:
         """Solve for every C in the given order (ascending is best for warm starts).
 
-        Warm starts extrapolate linearly in log C from the last two solutions: the path is
-        smooth, so the starting point is already close to the next optimum.
+        Warm starts extrapolate from the last solutions in log C (linearly from two, or for
+        Newton-CG quadratically from three): the path is smooth, so the starting point is
+        already close to the next optimum.
         """
+        if isinstance(self._objective, device_newton.DeviceObjective):
+            return self._fit_path_on_device(Cs, warm_start, on_step)
         solutions = []
         recent: list[tuple[float, torch.Tensor, torch.Tensor]] = []
         for C in Cs:
             log_c = math.log(C)
-            if not warm_start:
-                self._coef = torch.zeros_like(self._coef)
-                self._intercept = torch.zeros_like(self._intercept)
-            elif self.solver == "newton-cg" and len(recent) == 3:
-                self._coef, self._intercept = _quadratic_extrapolation(recent, log_c)
-            elif len(recent) >= 2 and recent[-1][0] != recent[-2][0]:
-                (c1, coef1, int1), (c2, coef2, int2) = recent[-2:]
-                step = (log_c - c2) / (c2 - c1)
-                self._coef = coef2 + step * (coef2 - coef1)
-                self._intercept = int2 + step * (int2 - int1)
+            self._coef, self._intercept = self._starting_point(log_c, recent, warm_start)
             iterations, grad_max = self._solver_step()(float(C))
             recent = [*recent, (log_c, self._coef, self._intercept)][-3:]
             weight, bias = self._to_raw_features(self._coef, self._intercept)
@@ -234,6 +230,56 @@ class LogisticRegressionPath:
             solutions.append(solution)
             if on_step is not None:
                 on_step(solution)
+        return solutions
+
+    def _starting_point(
+        self,
+        log_c: float,
+        recent: list[tuple[float, torch.Tensor, torch.Tensor]],
+        warm_start: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not warm_start:
+            return torch.zeros_like(self._coef), torch.zeros_like(self._intercept)
+        if self.solver == "newton-cg" and len(recent) == 3:
+            return _quadratic_extrapolation(recent, log_c)
+        if len(recent) >= 2 and recent[-1][0] != recent[-2][0]:
+            (c1, coef1, int1), (c2, coef2, int2) = recent[-2:]
+            step = (log_c - c2) / (c2 - c1)
+            return coef2 + step * (coef2 - coef1), int2 + step * (int2 - int1)
+        if recent:
+            return recent[-1][1], recent[-1][2]
+        return self._coef, self._intercept
+
+    def _fit_path_on_device(
+        self,
+        Cs: Sequence[float],
+        warm_start: bool,
+        on_step: Callable[[LogRegSolution], None] | None,
+    ) -> list[LogRegSolution]:
+        """The whole path queued on the accelerator; the host reads its results once at the end."""
+        recent: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+
+        def start(C: float) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._starting_point(math.log(C), recent, warm_start)
+
+        def remember(solution: device_newton.DeviceSolution) -> None:
+            recent[:] = [*recent, (math.log(solution.C), solution.coef, solution.intercept)][-3:]
+
+        found = device_newton.solve_path(
+            self._objective, self.basis.variances, Cs, start, self.tol, self.max_iter, remember
+        )
+        iterations = torch.stack([s.iterations for s in found]).tolist()
+        norms = torch.stack([s.grad_max for s in found]).tolist()
+        solutions = []
+        for solution, count, norm in zip(found, iterations, norms, strict=True):
+            weight, bias = self._to_raw_features(solution.coef, solution.intercept)
+            solutions.append(
+                LogRegSolution(solution.C, weight, bias, int(count), float(norm), norm <= self.tol)
+            )
+            if on_step is not None:
+                on_step(solutions[-1])
+        if found:
+            self._coef, self._intercept = found[-1].coef, found[-1].intercept
         return solutions
 
     def _solver_step(self) -> Callable[[float], tuple[int, float]]:
@@ -403,12 +449,11 @@ class LogisticRegressionPath:
 
 
 def choose_solver(n: int, rank: int, num_classes: int, device: torch.device = CPU) -> str:
-    """Dense Newton while its Hessian is cheap; beyond, Newton-CG on the CPU, L-BFGS on GPUs."""
+    """Dense Newton while its Hessian is cheap; beyond, Newton-CG (numpy on the CPU, the
+    synchronisation-free ``device_newton`` on accelerators)."""
     parameters = num_classes * (rank + 1)
     affordable = parameters <= NEWTON_MAX_PARAMETERS and n * parameters**2 <= NEWTON_MAX_FLOPS
-    if affordable:
-        return "newton"
-    return "newton-cg" if device.type == "cpu" else "lbfgs"
+    return "newton" if affordable else "newton-cg"
 
 
 def _quadratic_extrapolation(

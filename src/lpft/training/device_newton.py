@@ -1,0 +1,302 @@
+"""Newton-CG over the whole C path on an accelerator, with no host synchronisation.
+
+The same objective and certificate as ``lpft.training.newton_cg`` (mean cross-entropy plus
+``penalty / 2 * ||coef||^2`` in centred, rotated coordinates; float64 loss and gradient, float32
+Hessian-vector products, the diagonal preconditioner), restructured so that nothing inside the
+path loop waits for the device: every decision a CPU solver takes with an ``if`` is a mask here.
+
+- Each C gets a fixed budget of Newton steps, each with a fixed budget of CG iterations. CG stops
+  improving its solution once its residual is small enough (the step size becomes zero), and a
+  converged C's Newton step is zero, so spare iterations cost compute but change nothing.
+- The line search evaluates the loss at every step length of the backtracking sequence at once
+  and takes the longest that satisfies Armijo (or, when the loss is flat to rounding near the
+  optimum, the full step).
+- Iteration counts and gradient norms stay on the device; the host reads them once, after the
+  path. Any C whose gradient is still above the tolerance then gets another round, starting from
+  where it stopped (one read per round).
+
+Each kernel is tiny for LP-sized problems, so launching them one by one would cost more than
+running them: on CUDA a round is captured once as a CUDA graph and replayed for every C
+(``NewtonRound``). The fixed budget is chosen so that a typical C converges in one round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+ARMIJO = 1e-4
+NEWTON_STEPS = 4
+CG_STEPS = 48
+LINE_SEARCH_HALVINGS = 12
+FORCING_MAX = 0.1
+RESIDUAL_FRACTION_OF_TOL = 0.25
+CURVATURE_FLOOR = 1e-12
+
+Start = Callable[[float], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class DeviceSolution:
+    """One C's optimum in the rotated coordinates; counts and norms are device tensors."""
+
+    C: float
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    iterations: torch.Tensor
+    grad_max: torch.Tensor
+
+
+class DeviceObjective:
+    """Rotated, centred features on the device: float64 for the loss, float32 for products."""
+
+    def __init__(self, z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
+        self.z = z.to(torch.float64)
+        self.z32 = self.z.to(torch.float32)
+        self.onehot = torch.nn.functional.one_hot(labels.to(z.device), num_classes).to(
+            torch.float64
+        )
+        self.n = z.shape[0]
+
+    def evaluate(self, coef: torch.Tensor, intercept: torch.Tensor, penalty: torch.Tensor) -> dict:
+        logits = self.z @ coef.T + intercept
+        log_p = torch.log_softmax(logits, dim=1)
+        loss = -(log_p * self.onehot).sum() / self.n + 0.5 * penalty * (coef * coef).sum()
+        p = log_p.exp()
+        residual = (p - self.onehot) / self.n
+        g_coef = residual.T @ self.z + penalty * coef
+        g_int = residual.sum(dim=0)
+        return {
+            "loss": loss,
+            "logits": logits,
+            "g_coef": g_coef,
+            "g_int": g_int,
+            "grad_max": torch.maximum(g_coef.abs().max(), g_int.abs().max()),
+            "p32": p.to(torch.float32),
+            "curvature": (p * (1.0 - p)).mean(dim=0),
+        }
+
+    def hessian_times(
+        self, p32: torch.Tensor, v_coef: torch.Tensor, v_int: torch.Tensor, penalty: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        direction = self.z32 @ v_coef.to(torch.float32).T + v_int.to(torch.float32)
+        along = p32 * direction
+        m = along - p32 * along.sum(dim=1, keepdim=True)
+        h_coef = (m.T @ self.z32).to(torch.float64) / self.n + penalty * v_coef
+        return h_coef, m.sum(dim=0, dtype=torch.float64) / self.n
+
+    def cross_entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        return -(torch.log_softmax(logits, dim=1) * self.onehot).sum() / self.n
+
+
+def solve_path(
+    objective: DeviceObjective,
+    variances: torch.Tensor,
+    Cs: Sequence[float],
+    start: Start,
+    tol: float,
+    max_iter: int,
+    on_solution: Callable[[DeviceSolution], None] | None = None,
+) -> list[DeviceSolution]:
+    """Every C in order: ``queue_path``, then one read of every gradient norm, and further
+    rounds for each C still above ``tol`` until it converges or ``max_iter`` Newton steps."""
+    newton_round = NewtonRound(objective, variances, tol)
+    solutions = queue_path(newton_round, Cs, start, on_solution)
+    rounds = max(1, math.ceil(max_iter / NEWTON_STEPS))
+    for index in _unconverged(solutions, tol):
+        solutions[index] = _finish(newton_round, solutions[index], tol, rounds - 1)
+    return solutions
+
+
+def queue_path(
+    newton_round: NewtonRound,
+    Cs: Sequence[float],
+    start: Start,
+    on_solution: Callable[[DeviceSolution], None] | None = None,
+) -> list[DeviceSolution]:
+    """One round for every C, queued on the device without reading anything back.
+
+    ``start(C)`` gives the starting point from the solutions so far; ``on_solution`` sees each
+    C's solution (still on the device) as soon as it is queued, which is how the caller builds
+    warm starts.
+    """
+    solutions = []
+    for C in Cs:
+        solutions.append(newton_round(C, *start(C)))
+        if on_solution is not None:
+            on_solution(solutions[-1])
+    return solutions
+
+
+class NewtonRound:
+    """``NEWTON_STEPS`` masked Newton-CG steps for one C.
+
+    On CUDA the round is captured once as a CUDA graph (capturing waits for the device, so it
+    happens here, before any path loop) and replayed for every C: one launch instead of a few
+    thousand small kernels, whose launch cost would otherwise dominate LP-sized problems.
+    """
+
+    def __init__(self, objective: DeviceObjective, variances: torch.Tensor, tol: float) -> None:
+        self.objective = objective
+        self.variances = variances
+        self.tol = tol
+        self._graph: torch.cuda.CUDAGraph | None = None
+        if objective.z.is_cuda:
+            self._capture()
+
+    def __call__(self, C: float, coef: torch.Tensor, intercept: torch.Tensor) -> DeviceSolution:
+        penalty = 1.0 / (C * self.objective.n)
+        if self._graph is None:
+            penalty_tensor = torch.full((), penalty, dtype=torch.float64, device=coef.device)
+            found = _newton_steps(
+                self.objective, self.variances, penalty_tensor, coef, intercept, self.tol
+            )
+        else:
+            self._penalty.fill_(penalty)
+            self._coef.copy_(coef)
+            self._intercept.copy_(intercept)
+            self._graph.replay()
+            found = tuple(value.clone() for value in self._outputs)
+        return DeviceSolution(C, *found)
+
+    def _capture(self) -> None:
+        device = self.objective.z.device
+        k, r = self.objective.onehot.shape[1], self.objective.z.shape[1]
+        self._penalty = torch.ones((), dtype=torch.float64, device=device)
+        self._coef = torch.zeros(k, r, dtype=torch.float64, device=device)
+        self._intercept = torch.zeros(k, dtype=torch.float64, device=device)
+        inputs = (self.objective, self.variances, self._penalty, self._coef, self._intercept)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            _newton_steps(*inputs, self.tol)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._outputs = _newton_steps(*inputs, self.tol)
+
+
+def _unconverged(solutions: list[DeviceSolution], tol: float) -> list[int]:
+    norms = torch.stack([s.grad_max for s in solutions]).cpu()
+    return [i for i, norm in enumerate(norms.tolist()) if norm > tol]
+
+
+def _finish(
+    newton_round: NewtonRound, solution: DeviceSolution, tol: float, rounds: int
+) -> DeviceSolution:
+    """Further rounds for one C, reading its gradient norm after each."""
+    for _ in range(rounds):
+        if float(solution.grad_max) <= tol:
+            break
+        more = newton_round(solution.C, solution.coef, solution.intercept)
+        more.iterations = more.iterations + solution.iterations
+        solution = more
+    return solution
+
+
+def _newton_steps(
+    objective: DeviceObjective,
+    variances: torch.Tensor,
+    penalty: torch.Tensor,
+    coef: torch.Tensor,
+    intercept: torch.Tensor,
+    tol: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The round's arithmetic: (coef, intercept, Newton steps taken, final max |gradient|)."""
+    current = objective.evaluate(coef, intercept, penalty)
+    iterations = torch.zeros((), dtype=torch.int64, device=coef.device)
+    for _ in range(NEWTON_STEPS):
+        active = current["grad_max"] > tol
+        s_coef, s_int = _cg_direction(objective, current, variances, penalty, tol)
+        step = _line_search(objective, current, coef, s_coef, s_int, penalty)
+        step = torch.where(active, step, torch.zeros_like(step))
+        coef = coef + step * s_coef
+        intercept = intercept + step * s_int
+        iterations = iterations + (step > 0).to(torch.int64)
+        current = objective.evaluate(coef, intercept, penalty)
+    return coef, intercept, iterations, current["grad_max"]
+
+
+def _cg_direction(
+    objective: DeviceObjective,
+    current: dict,
+    variances: torch.Tensor,
+    penalty: torch.Tensor,
+    tol: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preconditioned CG on H s = -g for ``CG_STEPS`` iterations, frozen once it is done.
+
+    CG is done when its residual (the gradient the quadratic model predicts after the step) is
+    below the forcing target, or when it meets non-positive curvature; then its step size is
+    zero. If the very first direction has non-positive curvature the preconditioned gradient is
+    returned, as the CPU solver does.
+    """
+    p32, grad_max = current["p32"], current["grad_max"]
+    curvature = current["curvature"].clamp_min(CURVATURE_FLOOR)
+    diag_coef = curvature[:, None] * variances[None, :] + penalty
+    target = torch.clamp(
+        torch.clamp(grad_max.sqrt(), max=FORCING_MAX) * grad_max,
+        min=RESIDUAL_FRACTION_OF_TOL * tol,
+    )
+    r_coef, r_int = -current["g_coef"], -current["g_int"]
+    z_coef, z_int = r_coef / diag_coef, r_int / curvature
+    first_coef, first_int = z_coef, z_int
+    p_coef, p_int = z_coef, z_int
+    x_coef, x_int = torch.zeros_like(r_coef), torch.zeros_like(r_int)
+    rz = (r_coef * z_coef).sum() + (r_int * z_int).sum()
+    running = grad_max > tol
+    first_positive = None
+    for _ in range(CG_STEPS):
+        h_coef, h_int = objective.hessian_times(p32, p_coef, p_int, penalty)
+        along = (p_coef * h_coef).sum() + (p_int * h_int).sum()
+        positive = along > 0
+        if first_positive is None:
+            first_positive = positive
+        running = running & positive
+        alpha = torch.where(running, rz / torch.where(positive, along, 1.0), 0.0)
+        x_coef, x_int = x_coef + alpha * p_coef, x_int + alpha * p_int
+        r_coef, r_int = r_coef - alpha * h_coef, r_int - alpha * h_int
+        residual = torch.maximum(r_coef.abs().max(), r_int.abs().max())
+        running = running & (residual > target)
+        z_coef, z_int = r_coef / diag_coef, r_int / curvature
+        rz_next = (r_coef * z_coef).sum() + (r_int * z_int).sum()
+        beta = torch.where(running, rz_next / torch.where(rz != 0, rz, 1.0), 0.0)
+        p_coef, p_int = z_coef + beta * p_coef, z_int + beta * p_int
+        rz = rz_next
+    x_coef = torch.where(first_positive, x_coef, first_coef)
+    x_int = torch.where(first_positive, x_int, first_int)
+    return x_coef, x_int
+
+
+def _line_search(
+    objective: DeviceObjective,
+    current: dict,
+    coef: torch.Tensor,
+    s_coef: torch.Tensor,
+    s_int: torch.Tensor,
+    penalty: torch.Tensor,
+) -> torch.Tensor:
+    """The longest of 1, 1/2, 1/4, ... that satisfies Armijo, chosen on the device.
+
+    Near the optimum the decrease can fall below float64 resolution of the loss; the full step
+    is then taken when it leaves the loss unchanged to rounding, and the next gradient decides.
+    Zero when no step qualifies.
+    """
+    steps = 0.5 ** torch.arange(LINE_SEARCH_HALVINGS, dtype=torch.float64, device=coef.device)
+    moved = objective.z @ s_coef.T + s_int
+    cross_entropy = torch.stack(
+        [objective.cross_entropy(current["logits"] + t * moved) for t in steps.unbind()]
+    )
+    cc, cs, ss = (coef * coef).sum(), (coef * s_coef).sum(), (s_coef * s_coef).sum()
+    losses = cross_entropy + 0.5 * penalty * (cc + 2 * steps * cs + steps * steps * ss)
+    slope = (current["g_coef"] * s_coef).sum() + (current["g_int"] * s_int).sum()
+    loss = current["loss"]
+    accepted = losses <= loss + ARMIJO * steps * slope
+    rounding = 64 * torch.finfo(torch.float64).eps * torch.clamp(loss.abs(), min=1.0)
+    flat = losses[0] <= loss + rounding
+    longest = torch.where(accepted, steps, torch.zeros_like(steps)).max()
+    fallback = torch.where(flat, steps[0], torch.zeros_like(steps[0]))
+    return torch.where(accepted.any(), longest, fallback)
