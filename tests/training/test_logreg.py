@@ -105,9 +105,9 @@ def test_warm_start_saves_iterations() -> None:
     assert warm_iterations < cold_iterations
 
 
-def test_solver_choice_depends_on_hessian_size() -> None:
-    assert choose_solver(n=200, rank=128, num_classes=10) == "newton"
-    assert choose_solver(n=10_000, rank=1024, num_classes=10) == "newton-cg"
+def test_solver_choice_is_newton_cg_on_cpu_and_dense_newton_only_for_small_gpu_problems() -> None:
+    assert choose_solver(n=200, rank=128, num_classes=10) == "newton-cg"
     assert choose_solver(n=10_000, rank=1024, num_classes=100) == "newton-cg"
     gpu = torch.device("cuda")
+    assert choose_solver(n=200, rank=128, num_classes=10, device=gpu) == "newton"
     assert choose_solver(n=10_000, rank=1024, num_classes=100, device=gpu) == "newton-cg"

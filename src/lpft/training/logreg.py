@@ -449,8 +449,13 @@ class LogisticRegressionPath:
 
 
 def choose_solver(n: int, rank: int, num_classes: int, device: torch.device = CPU) -> str:
-    """Dense Newton while its Hessian is cheap; beyond, Newton-CG (numpy on the CPU, the
-    synchronisation-free ``device_newton`` on accelerators)."""
+    """Newton-CG on the CPU (numpy) at every size: even where a dense Hessian is affordable,
+    building and factorising it every step costs more than a few Hessian-vector products
+    (digits-shift's LP path: 3.5 s dense, 0.1 s Newton-CG, the same validation accuracy for
+    every C). On accelerators, dense Newton while its Hessian is cheap (each of its few steps
+    is one factorisation), else the synchronisation-free ``device_newton``."""
+    if device.type == "cpu":
+        return "newton-cg"
     parameters = num_classes * (rank + 1)
     affordable = parameters <= NEWTON_MAX_PARAMETERS and n * parameters**2 <= NEWTON_MAX_FLOPS
     return "newton" if affordable else "newton-cg"

@@ -309,6 +309,11 @@ def _line_search(
     return None
 
 
+def _cg_target(grad_max: float, tol: float) -> float:
+    """How small CG's residual must get: a superlinear forcing sequence, floored below tol."""
+    return max(min(FORCING_MAX, math.sqrt(grad_max)) * grad_max, RESIDUAL_FRACTION_OF_TOL * tol)
+
+
 def _newton_direction(
     objective: Objective,
     current: Evaluation,
@@ -324,7 +329,7 @@ def _newton_direction(
     """
     curvature = np.maximum(current.curvature, CURVATURE_FLOOR)
     diag_coef = curvature[:, None] * variances[None, :] + penalty
-    target = max(min(FORCING_MAX, math.sqrt(grad_max)) * grad_max, RESIDUAL_FRACTION_OF_TOL * tol)
+    target = _cg_target(grad_max, tol)
     x_coef, x_int = np.zeros_like(current.g_coef), np.zeros_like(current.g_int)
     r_coef, r_int = -current.g_coef, -current.g_int
     z_coef, z_int = r_coef / diag_coef, r_int / curvature
