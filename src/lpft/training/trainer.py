@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lpft.errors import CheckpointError, TrainingDivergedError
-from lpft.io import atomic_torch_save
 from lpft.models.backbone import Classifier, set_training_mode
+from lpft.training.checkpoint_writer import BackgroundWriter, host_copy
 from lpft.training.distributed import (
     all_reduce_sum,
     data_parallel,
@@ -200,6 +200,7 @@ class FineTuner:
             self.optimizer, cosine_with_warmup(self.total_steps, warmup)
         )
         self.position = _Position()
+        self._writer = BackgroundWriter()
         # fp16 needs loss scaling; disabled (every call a pass-through) for fp32 and bf16.
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
         # Sums over the current steps of (loss * batch, correct, examples, non-finite losses),
@@ -215,12 +216,15 @@ class FineTuner:
         outcome (a finished cell resumed from it just returns the same outcome)."""
         self._resume_if_possible()
         pos = self.position
-        while pos.epoch < self.options.epochs and pos.diverged_at_epoch is None:
-            self._train_epoch()
-            if pos.diverged_at_epoch is not None:
-                self._save_last()
-                break
-            self._finish_epoch()
+        try:
+            while pos.epoch < self.options.epochs and pos.diverged_at_epoch is None:
+                self._train_epoch()
+                if pos.diverged_at_epoch is not None:
+                    self._save_last()
+                    break
+                self._finish_epoch()
+        finally:
+            self._writer.close()
         return FitOutcome(
             best_epoch=pos.best_epoch,
             best_val=pos.best_val,
@@ -282,8 +286,6 @@ class FineTuner:
     def _collect_statistics(self) -> None:
         """Move the step statistics to the position; on a non-finite loss, stop the cell
         (``on_nonfinite``: keep the best epoch so far, or fail it)."""
-        loss_sum, correct, seen, nonfinite = self._device_stats.tolist()
-        """Move the step statistics to the position; stop the cell if any loss was not finite."""
         loss_sum, correct, seen, nonfinite = all_reduce_sum(self._device_stats).tolist()
         self._device_stats.zero_()
         pos = self.position
@@ -332,20 +334,21 @@ class FineTuner:
 
     def _save_best(self, epoch: int, val_acc: float) -> None:
         if is_main_process():
-            atomic_torch_save(
-                self.cell_dir / BEST,
-                {"model": _cpu_state(self.model), "epoch": epoch, "id_val": val_acc},
-            )
+            self._save(BEST, {"model": self.model.state_dict(), "epoch": epoch, "id_val": val_acc})
+
+    def _save(self, name: str, state: dict) -> None:
+        """Snapshot ``state`` to host memory now; write it while training goes on."""
+        self._writer.save(self.cell_dir / name, host_copy(state))
 
     def _save_last(self) -> None:
         """Everything resume needs; written by rank 0 alone under torchrun."""
         if not is_main_process():
             return
         pos = self.position
-        atomic_torch_save(
-            self.cell_dir / LAST,
+        self._save(
+            LAST,
             {
-                "model": _cpu_state(self.model),
+                "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -385,7 +388,3 @@ class FineTuner:
         saved["history"] = [EpochRecord(**r) for r in saved["history"]]
         self.position = _Position(**saved)
         set_rng_state(state["rng"])
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
