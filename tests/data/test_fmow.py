@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from lpft.data import BuildContext, create_benchmark
-from paper_data import check_output, quick_run, write_fmow
+from lpft.data import BuildContext, create_benchmark, dataset_fingerprint
+from paper_data import check_output, quick_run, write_fmow, write_png
 
 # WILDS warns that the tiny copy's years do not start at 2002.
 pytestmark = pytest.mark.filterwarnings("ignore:Minimum metadata value:UserWarning")
@@ -63,3 +66,21 @@ def test_regions_twins_and_worst_region_metric(tmp_path: Path, capsys) -> None:
     assert summary["scores"]["africa"]["worst_region"]["mean"] <= summary["ood"]["africa"]["mean"]
     summary_md = (tmp_path / "run" / "summary.md").read_text()
     assert "OOD africa worst_region" in summary_md and "ID test worst_region" in summary_md
+
+
+def test_fingerprint_follows_the_image_files_wilds_reads(tmp_path: Path) -> None:
+    root = write_fmow(tmp_path / "data", fmow_rows())
+    benchmark = build(root)
+    train = benchmark.id_train
+    first, test_print = dataset_fingerprint(train), dataset_fingerprint(benchmark.id_test)
+    assert first is not None and test_print not in (None, first)
+    first_image = train.dataset.full_idxs[train.indices[0]]
+    image = root / "fmow_v1.1" / "images" / f"rgb_img_{first_image}.png"
+    with Image.open(image) as on_disk:
+        assert np.array_equal(np.asarray(train[0][0]), np.asarray(on_disk.convert("RGB")))
+    before = image.stat().st_mtime_ns
+    time.sleep(0.05)  # past the file system's timestamp tick (coarse clocks: up to 10 ms)
+    write_png(image, int(train.labels[0]), seed=999, size=8)
+    assert image.stat().st_mtime_ns != before
+    assert dataset_fingerprint(train) != first
+    assert dataset_fingerprint(benchmark.id_test) == test_print

@@ -3,6 +3,7 @@ and the LP streamed over a cached ``.npy`` file reaches the in-memory optimum.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from torchvision import transforms
 
 import lpft.run.context as run_context
+from data_fixtures import make_folder_dataset, write_image
 from lpft.config import resolve_config
+from lpft.data import folder
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.run.runner import Runner
@@ -100,6 +103,61 @@ def test_changed_transform_invalidates(
     monkeypatch.setattr(run_context, "build_transform", with_extra_step)
     lp_run(tmp_path, "second")
     assert image_loads, "another transform: features must be extracted again"
+
+
+def folder_lp_run(tmp_path: Path, root: Path, name: str) -> dict:
+    overrides = {
+        "benchmark": "folder",
+        "data_root": str(root),
+        # Images are then decoded when read, not all up front: each decode is a load.
+        "benchmark_options": {"verify_images": False},
+        "model": "builtin:tiny-test",
+        "seeds": 1,
+        "out": str(tmp_path / name),
+        "report": False,
+        "device": "cpu",
+        "methods": {"lp": {"C": [1e-2, 1.0]}},
+    }
+    return Runner(resolve_config(overrides=overrides), quiet=True).run()
+
+
+def train_entries(home: Path) -> dict[str, np.ndarray]:
+    """ID train's cache entries, by directory name."""
+    entries = {}
+    for key_file in (home / "features").glob("*/key.json"):
+        if json.loads(key_file.read_text())["split"] == "id_train":
+            entries[key_file.parent.name] = np.load(key_file.parent / "features.npy")
+    return entries
+
+
+def test_an_image_rewritten_in_place_is_extracted_again(
+    tmp_path: Path, private_home: Path, monkeypatch
+) -> None:
+    root = make_folder_dataset(tmp_path / "data")
+    decoded: list[str] = []
+    original = folder.decode
+    monkeypatch.setattr(folder, "decode", lambda path: decoded.append(path) or original(path))
+    folder_lp_run(tmp_path, root, "first")
+    assert decoded, "the first run extracts features from the images"
+    decoded.clear()
+    folder_lp_run(tmp_path, root, "second")
+    assert decoded == []
+    (old_entry, old_features), *others = train_entries(private_home).items()
+    assert not others
+
+    # Rows of ID train follow class folders, then file names: cat/0.png is row 0.
+    target = root / "train" / "cat" / "0.png"
+    before = target.stat().st_mtime_ns
+    write_image(target, 250, seed=999)
+    assert target.stat().st_mtime_ns != before
+    decoded.clear()
+    folder_lp_run(tmp_path, root, "third")
+    assert str(target) in decoded
+    assert all(Path(p).is_relative_to(root / "train") for p in decoded), "other splits reused"
+    new = {k: v for k, v in train_entries(private_home).items() if k != old_entry}
+    (new_features,) = new.values()
+    assert not np.allclose(new_features[0], old_features[0])
+    np.testing.assert_array_equal(new_features[1:], old_features[1:])
 
 
 def key(split: str = "id_train") -> FeatureKey:

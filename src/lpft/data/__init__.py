@@ -16,6 +16,7 @@ from lpft.data.benchmark import (
     validate_benchmark_options,
 )
 from lpft.data.cache import lpft_home
+from lpft.data.fingerprint import dataset_fingerprint
 from lpft.data.transforms import build_transform
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "build_transform",
     "cifar",
     "create_benchmark",
+    "dataset_fingerprint",
     "digits_shift",
     "domainnet",
     "fmow",

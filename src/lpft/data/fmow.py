@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, Requirement, register_benchmark
+from lpft.data.fingerprint import files_fingerprint
 from lpft.data.metrics import default_metrics, worst_group_accuracy
 from lpft.data.ondisk import paper_defaults
 from lpft.errors import ConfigError, DataError
@@ -73,6 +74,17 @@ class WildsImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return self.dataset.get_input(int(self.indices[index])), int(self.labels[index])
+
+    def fingerprint(self) -> str | None:
+        """The image files WILDS reads for these examples (``images/rgb_img_<i>.png``, ``i``
+        its ``full_idxs`` entry) and their labels; None if this WILDS version has no
+        ``full_idxs``. Metadata edits that move no image and no label do not count."""
+        full_indices = getattr(self.dataset, "full_idxs", None)
+        if full_indices is None:
+            return None
+        images = Path(self.dataset.data_dir) / "images"
+        paths = [images / f"rgb_img_{full_indices[i]}.png" for i in self.indices]
+        return files_fingerprint(paths, self.labels.tolist())
 
 
 def load_wilds_fmow(root: Path) -> Any:

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
 from lpft.config import RunConfig
-from lpft.data import Benchmark, build_transform
+from lpft.data import Benchmark, build_transform, dataset_fingerprint
 from lpft.data.cache import lpft_home
 from lpft.data.transforms import DETERMINISTIC_POLICIES
 from lpft.models.backbone import Backbone
@@ -160,6 +160,7 @@ class RunContext:
     def __post_init__(self) -> None:
         self._materialized: dict[str, TensorImageDataset] = {}
         self._weights_sha256: str | None = None
+        self._data_fingerprints: dict[str, str | None] = {}
         self.pretrained.eval()
         if self._use_channels_last():
             self.pretrained.to(memory_format=torch.channels_last)
@@ -183,6 +184,8 @@ class RunContext:
 
     def feature_key(self, split: str, with_blocks: bool) -> FeatureKey:
         """What the pretrained features of ``split`` depend on (the eval transform: no seed)."""
+        if split not in self._data_fingerprints:
+            self._data_fingerprints[split] = dataset_fingerprint(self.split_dataset(split))
         if self._weights_sha256 is None:
             self._weights_sha256 = state_dict_sha256(self.pretrained)
         benchmark = {
@@ -199,6 +202,7 @@ class RunContext:
             dtype="float32",
             precision=self.config.precision,
             with_blocks=with_blocks,
+            data=self._data_fingerprints[split],
         )
 
     def split_dataset(self, split: str) -> Dataset:

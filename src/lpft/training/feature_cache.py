@@ -3,9 +3,10 @@
 An entry is a directory ``<root>/<digest>/`` holding ``features.npy``, ``labels.npy``, one
 ``block-<name>.npy`` per pooled block output when those were asked for, and ``key.json``. The
 key names everything the numbers depend on: backbone spec and a sha256 of its weights, benchmark
-(name and options) and split, the transform, the storage dtype, the compute precision and, for
-augmented features, the seed and pass. Any change gives another digest, so stale entries are
-never read.
+(name and options) and split, a fingerprint of the split's data (``lpft.data.fingerprint``: files'
+sizes and modification times, or in-memory arrays' bytes; None where the dataset cannot say), the
+transform, the storage dtype, the compute precision and, for augmented features, the seed and
+pass. Any change gives another digest, so stale entries are never read.
 
 Writes are atomic: an entry is built in a temporary directory (rows written straight into
 memory-mapped ``.npy`` files, so extraction never holds a split in memory) and renamed into place
@@ -60,6 +61,7 @@ class FeatureKey:
     seed: int | None = None
     augment_pass: int | None = None
     with_blocks: bool = False
+    data: str | None = None
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
