@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lpft.data.benchmark import Benchmark
 from lpft.models.backbone import Backbone, Classifier
+from lpft.training.feature_cache import CachedFeatures
 from lpft.training.features import ForwardOutputs
 
 
@@ -99,6 +100,12 @@ class FeatureSource(Protocol):
     def augmented(self, split: str, seed: int) -> ForwardOutputs:
         """The outputs on one pass of ``split`` through the training transform, augmentation
         seeded by ``seed`` (computed once per seed, then reused)."""
+        ...
+
+    def on_disk(self, split: str) -> CachedFeatures | None:
+        """The eval-transform features of ``split`` as an on-disk cache entry (extracted into
+        it first if absent), not read into memory: ``feature_chunks()`` reads blocks of rows.
+        None when this run keeps features in memory only (no disk cache, or under torchrun)."""
         ...
 
 

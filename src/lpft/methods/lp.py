@@ -1,27 +1,47 @@
-"""``lp``: linear probing on frozen features, over the regularisation path."""
+"""``lp``: linear probing on frozen features, over the regularisation path.
+
+With ``stream`` the path is solved from ID train's on-disk feature-cache entry, reading blocks of
+rows (``LogisticRegressionPath.streamed``, Newton-CG), so the training features are never held
+in memory: ``auto`` (default) does so when they, as float64, would exceed ``IN_MEMORY_FRACTION``
+of memory (``physical_memory_bytes``; the in-memory solver holds about four float64 copies at
+its peak) and the run has a disk cache; ``always`` and ``never`` force the choice. Augmented
+train features (``train_features: augmented``) live in memory only, so streaming applies to the
+eval-transform features; ID validation features are read into memory either way.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
-from lpft.errors import CheckpointError
+from lpft.errors import CheckpointError, ConfigError
 from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Selected
 from lpft.registry import METHODS
 from lpft.training.distributed import is_main_process
 from lpft.training.evaluate import accuracy
+from lpft.training.feature_cache import CachedFeatures
 from lpft.training.features import ForwardOutputs
 from lpft.training.logreg import LogisticRegressionPath, predict_logits
 from lpft.training.official_lp import OFFICIAL_MAX_ITER, official_lp_path
 from lpft.validation import StrictModel, distinct
 
 HEADS = "heads.pt"
+# ``stream: auto`` streams when ID train's features as float64 exceed this share of memory
+# (physical or the control group's limit; FALLBACK_MEMORY_BYTES where the system does not say).
+IN_MEMORY_FRACTION = 1 / 8
+FALLBACK_MEMORY_BYTES = 16 * 2**30
+# Memory limits of the process's control group (v2, v1), which bound it below the machine's.
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+# Rows per block when streaming: blocks of about this many bytes as float64.
+STREAM_CHUNK_BYTES = 64 * 2**20
+STREAMING_SOLVERS = ("auto", "newton-cg")
 
 
 def default_c_grid() -> list[float]:
@@ -43,11 +63,30 @@ class LinearProbeOptions(StrictModel):
     train_features: Literal["eval", "augmented"] = "eval"
     tol: float = Field(1e-7, gt=0, le=1e-2)
     max_iter: int = Field(1000, ge=1)
+    # Solve from the on-disk features block by block (see the module docstring).
+    stream: Literal["auto", "always", "never"] = "auto"
 
     @field_validator("C")
     @classmethod
     def _sorted_unique(cls, grid: list[float]) -> list[float]:
         return sorted(distinct(grid))
+
+    @field_validator("stream")
+    @classmethod
+    def _streamable(cls, stream: str, info: ValidationInfo) -> str:
+        if stream != "always":
+            return stream
+        solver = info.data.get("solver", "auto")
+        if solver not in STREAMING_SOLVERS:
+            raise ValueError(
+                f"streaming solves with newton-cg; solver '{solver}' needs the features in memory"
+            )
+        if info.data.get("train_features") == "augmented":
+            raise ValueError(
+                "augmented train features are kept in memory only; streaming needs "
+                "train_features: eval"
+            )
+        return stream
 
 
 @METHODS.register("lp")
@@ -76,12 +115,18 @@ class LinearProbe(Method):
         cell_dir: Path,
         required: Mapping[str, Selected],
     ) -> list[Candidate]:
-        train = self.train_features(ctx, options, seed)
+        on_disk = self.streamed_train(ctx, options)
+        train = None if on_disk is not None else self.train_features(ctx, options, seed)
         val = ctx.features.get("id_val")
         task = ctx.progress.add_task("LP sweep over C", total=len(options.C))
-        solutions, infos = self.solve_path(
-            ctx, options, train, seed, on_step=lambda: ctx.progress.advance(task)
-        )
+        if on_disk is not None:
+            solutions, infos = self.solve_streamed(
+                options, on_disk, ctx.benchmark.num_classes, lambda: ctx.progress.advance(task)
+            )
+        else:
+            solutions, infos = self.solve_path(
+                ctx, options, train, seed, on_step=lambda: ctx.progress.advance(task)
+            )
         ctx.progress.remove_task(task)
         val_features = val.features.to(ctx.device)
         candidates = []
@@ -109,6 +154,50 @@ class LinearProbe(Method):
         if options.train_features == "augmented":
             return ctx.features.augmented("id_train", seed)
         return ctx.features.get("id_train")
+
+    def streamed_train(
+        self, ctx: MethodContext, options: LinearProbeOptions
+    ) -> CachedFeatures | None:
+        """ID train's disk-cache entry when this fit streams from it (``options.stream``)."""
+        if (
+            options.stream == "never"
+            or options.train_features == "augmented"
+            or options.solver not in STREAMING_SOLVERS
+        ):
+            return None
+        entry = ctx.features.on_disk("id_train")
+        if entry is None:
+            if options.stream == "always":
+                raise ConfigError(
+                    "lp option stream: 'always' reads the on-disk feature cache, which this run "
+                    "does not have (feature_cache: false, or several processes); use 'auto'"
+                )
+            return None
+        rows, dim = entry.features.shape
+        if options.stream == "always" or exceeds_memory_share(rows, dim):
+            return entry
+        return None
+
+    def solve_streamed(
+        self,
+        options: LinearProbeOptions,
+        entry: CachedFeatures,
+        num_classes: int,
+        on_step: Callable[[], None],
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The path by Newton-CG over the entry's features read in blocks of rows."""
+        source = entry.feature_chunks()
+        path = LogisticRegressionPath.streamed(
+            source,
+            torch.from_numpy(np.array(entry.labels, dtype=np.int64)),
+            num_classes,
+            standardize=options.standardize,
+            tol=options.tol,
+            max_iter=options.max_iter,
+            chunk_rows=stream_chunk_rows(source.dim),
+        )
+        solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
+        return solutions, exact_infos(path.solver, solutions, streamed=True)
 
     def solve_path(
         self,
@@ -143,16 +232,7 @@ class LinearProbe(Method):
             solver=options.solver,
         )
         solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
-        infos = [
-            {
-                "solver": path.solver,
-                "iterations": s.iterations,
-                "converged": s.converged,
-                "grad_max": s.grad_max,
-            }
-            for s in solutions
-        ]
-        return solutions, infos
+        return solutions, exact_infos(path.solver, solutions, streamed=False)
 
     def predictors(
         self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
@@ -169,6 +249,46 @@ class LinearProbe(Method):
             "solver": solver_description(options),
             "train_features": options.train_features,
         }
+
+
+def exact_infos(solver: str, solutions: list[Any], streamed: bool) -> list[dict[str, Any]]:
+    """Each C's solver facts, as recorded with its candidate."""
+    return [
+        {
+            "solver": solver,
+            "iterations": s.iterations,
+            "converged": s.converged,
+            "grad_max": s.grad_max,
+            "streamed": streamed,
+        }
+        for s in solutions
+    ]
+
+
+def physical_memory_bytes() -> int:
+    """The machine's memory, or the control group's limit when lower (a Slurm job's share)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        physical = FALLBACK_MEMORY_BYTES
+    return min([physical, *(limit for limit in map(_read_limit, CGROUP_LIMITS) if limit)])
+
+
+def _read_limit(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def exceeds_memory_share(rows: int, dim: int) -> bool:
+    """Whether ``rows`` x ``dim`` float64 values exceed ``IN_MEMORY_FRACTION`` of memory."""
+    return rows * dim * 8 > IN_MEMORY_FRACTION * physical_memory_bytes()
+
+
+def stream_chunk_rows(dim: int) -> int:
+    return max(1, STREAM_CHUNK_BYTES // (8 * dim))
 
 
 def solver_description(options: LinearProbeOptions) -> str:

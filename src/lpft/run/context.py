@@ -43,7 +43,8 @@ class FeatureStore:
     test and OOD data are only touched when the evaluation phase asks for them.
     ``augmented_loader_for`` gives a split through the training transform with a seed, or None
     when that transform is deterministic (the augmented features are then the eval features);
-    augmented features are kept in memory only.
+    augmented features are kept in memory only. ``on_disk`` hands out a split's disk entry
+    without reading it into memory (for LP streamed from the file).
     """
 
     def __init__(
@@ -68,12 +69,19 @@ class FeatureStore:
         self._cache: dict[str, ForwardOutputs] = {}
         self._augmented: dict[tuple[str, int], ForwardOutputs] = {}
 
+    def on_disk(self, split: str) -> CachedFeatures | None:
+        """The split's disk-cache entry, extracted into it first if absent (row by row, never
+        the whole split in memory); None when features are kept in memory only."""
+        if self.disk is None or self.key_for is None:
+            return None
+        return self._disk_entry(split, with_blocks=False)
+
     def get(self, split: str, with_blocks: bool = False) -> ForwardOutputs:
         cached = self._cache.get(split)
         if cached is not None and (cached.blocks or not with_blocks):
             return cached
         if self.disk is not None and self.key_for is not None:
-            outputs = self._from_disk(split, with_blocks)
+            outputs = _as_outputs(self._disk_entry(split, with_blocks))
         else:
             outputs = self._extract(split, with_blocks)
         self._cache[split] = outputs
@@ -103,14 +111,14 @@ class FeatureStore:
         self.progress.remove_task(task)
         return outputs
 
-    def _from_disk(self, split: str, with_blocks: bool) -> ForwardOutputs:
+    def _disk_entry(self, split: str, with_blocks: bool) -> CachedFeatures:
         """The split's entry in the disk cache (one with blocks serves a request without)."""
         keys = [self.key_for(split, True)] if with_blocks else []
         keys = keys or [self.key_for(split, False), self.key_for(split, True)]
         for key in keys:
             entry = self.disk.lookup(key)
             if entry is not None:
-                return _as_outputs(entry)
+                return entry
         loader = self.loader_for(split)
         task = self.progress.add_task(f"features: {split}", total=len(loader.dataset))
 
@@ -127,7 +135,7 @@ class FeatureStore:
 
         entry = self.disk.get_or_extract(keys[0], len(loader.dataset), batches)
         self.progress.remove_task(task)
-        return _as_outputs(entry)
+        return entry
 
 
 def _as_outputs(entry: CachedFeatures) -> ForwardOutputs:

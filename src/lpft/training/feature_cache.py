@@ -70,12 +70,18 @@ class FeatureKey:
 
 @dataclass
 class CachedFeatures:
-    """An entry's arrays, memory-mapped read-only."""
+    """An entry's arrays, memory-mapped read-only (labels in memory)."""
 
     features: np.ndarray
     labels: np.ndarray
     blocks: dict[str, np.ndarray] = field(default_factory=dict)
     directory: Path | None = None
+
+    def feature_chunks(self) -> NpyRowChunks:
+        """The features as blocks of rows read from the file, never all in memory at once."""
+        if self.directory is None:
+            raise ValueError("only an entry on disk can be read in chunks")
+        return NpyRowChunks(self.directory / FEATURES)
 
 
 class FeatureCache:
