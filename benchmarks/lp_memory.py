@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,16 @@ def write_features(path: Path, n: int, d: int, k: int, seed: int) -> np.ndarray:
     return labels
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (VmHWM). Unlike ``getrusage``'s ru_maxrss, which
+    Linux carries over from the parent across exec (the parent that wrote the features through
+    a memory map would set it), VmHWM belongs to this process's own memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line (Linux only)")
+
+
 def measure(path: Path, labels_path: Path, k: int, Cs: list[float], chunk_rows: int) -> dict:
     """Runs in a fresh process: the streamed LP path, then this process's peak RSS."""
     import torch
@@ -53,7 +62,7 @@ def measure(path: Path, labels_path: Path, k: int, Cs: list[float], chunk_rows: 
     from lpft.training.feature_cache import NpyRowChunks
     from lpft.training.logreg import LogisticRegressionPath
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = peak_rss_bytes()
     labels = torch.from_numpy(np.load(labels_path))
     started = time.perf_counter()
     path_solver = LogisticRegressionPath.streamed(
@@ -63,7 +72,7 @@ def measure(path: Path, labels_path: Path, k: int, Cs: list[float], chunk_rows: 
     return {
         "seconds": time.perf_counter() - started,
         "baseline_bytes": baseline,
-        "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_bytes": peak_rss_bytes(),
         "converged": sum(s.converged for s in solutions),
         "grad_max": max(s.grad_max for s in solutions),
         "hessian_products": path_solver.hessian_products,
