@@ -76,6 +76,39 @@ def test_second_run_reads_no_image_and_gets_the_same_numbers(
     assert any((private_home / "features").iterdir())
 
 
+def augmented_lp_run(tmp_path: Path, name: str, seeds: int) -> dict:
+    overrides = {
+        "benchmark": "tiny",
+        "benchmark_options": {"augment": "rrc_flip"},
+        "model": "builtin:tiny-test",
+        "seeds": seeds,
+        "out": str(tmp_path / name),
+        "report": False,
+        "device": "cpu",
+        "methods": {"lp": {"C": [1e-2, 1.0], "train_features": "augmented"}},
+    }
+    return Runner(resolve_config(overrides=overrides), quiet=True).run()
+
+
+def test_augmented_passes_are_cached_per_seed(
+    tmp_path: Path, private_home: Path, image_loads: list[int]
+) -> None:
+    first = augmented_lp_run(tmp_path, "first", seeds=1)
+    image_loads.clear()
+    second = augmented_lp_run(tmp_path, "second", seeds=1)
+    assert image_loads == [], "seed 0's augmented pass and the eval splits come from disk"
+    assert lp_numbers(second) == lp_numbers(first)
+    keys = [json.loads(p.read_text()) for p in (private_home / "features").glob("*/key.json")]
+    augmented = [key for key in keys if key["seed"] is not None]
+    assert [(key["split"], key["augment_pass"]) for key in augmented] == [("id_train", 0)]
+    assert augmented[0]["transform"] != next(k for k in keys if k["seed"] is None)["transform"]
+    image_loads.clear()
+    augmented_lp_run(tmp_path, "two-seeds", seeds=2)
+    assert image_loads, "seed 1's pass is new and must be extracted"
+    entries = list((private_home / "features").glob("*/key.json"))
+    assert len(entries) == len(keys) + 1
+
+
 def test_changed_weights_invalidate(
     tmp_path: Path, private_home: Path, image_loads: list[int]
 ) -> None:

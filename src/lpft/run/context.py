@@ -4,6 +4,7 @@ features, device and progress, for the methods the runner drives."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ class FeatureStore:
     test and OOD data are only touched when the evaluation phase asks for them.
     ``augmented_loader_for`` gives a split through the training transform with a seed, or None
     when that transform is deterministic (the augmented features are then the eval features);
-    augmented features are kept in memory only. ``on_disk`` hands out a split's disk entry
+    augmented passes are cached on disk too, under ``augmented_key_for(split, seed)`` (the
+    training transform, the seed and the pass). ``on_disk`` hands out a split's disk entry
     without reading it into memory (for LP streamed from the file).
     """
 
@@ -57,6 +59,7 @@ class FeatureStore:
         disk: FeatureCache | None = None,
         key_for: Callable[[str, bool], FeatureKey] | None = None,
         augmented_loader_for: Callable[[str, int], DataLoader | None] | None = None,
+        augmented_key_for: Callable[[str, int], FeatureKey] | None = None,
     ) -> None:
         self.backbone = backbone
         self.loader_for = loader_for
@@ -66,6 +69,7 @@ class FeatureStore:
         self.autocast_dtype = autocast_dtype
         self.disk = disk
         self.key_for = key_for
+        self.augmented_key_for = augmented_key_for
         self._cache: dict[str, ForwardOutputs] = {}
         self._augmented: dict[tuple[str, int], ForwardOutputs] = {}
 
@@ -92,7 +96,13 @@ class FeatureStore:
             loader = self.augmented_loader_for(split, seed)
             if loader is None:
                 return self.get(split)
-            self._augmented[split, seed] = self._forward(loader, f"{split} (seed {seed})", False)
+            label = f"{split} (seed {seed})"
+            if self.disk is not None and self.augmented_key_for is not None:
+                key = self.augmented_key_for(split, seed)
+                outputs = _as_outputs(self._entry([key], lambda: loader, label, False))
+            else:
+                outputs = self._forward(loader, label, False)
+            self._augmented[split, seed] = outputs
         return self._augmented[split, seed]
 
     def _extract(self, split: str, with_blocks: bool) -> ForwardOutputs:
@@ -115,12 +125,23 @@ class FeatureStore:
         """The split's entry in the disk cache (one with blocks serves a request without)."""
         keys = [self.key_for(split, True)] if with_blocks else []
         keys = keys or [self.key_for(split, False), self.key_for(split, True)]
+        return self._entry(keys, lambda: self.loader_for(split), split, with_blocks)
+
+    def _entry(
+        self,
+        keys: list[FeatureKey],
+        make_loader: Callable[[], DataLoader],
+        label: str,
+        with_blocks: bool,
+    ) -> CachedFeatures:
+        """The entry under the first of ``keys`` that exists, else the loader's outputs written
+        under ``keys[0]``; on a hit no loader is built and no image is loaded."""
         for key in keys:
             entry = self.disk.lookup(key)
             if entry is not None:
                 return entry
-        loader = self.loader_for(split)
-        task = self.progress.add_task(f"features: {split}", total=len(loader.dataset))
+        loader = make_loader()
+        task = self.progress.add_task(f"features: {label}", total=len(loader.dataset))
 
         def batches():
             for batch in feature_batches(
@@ -188,6 +209,7 @@ class RunContext:
             disk,
             self.feature_key,
             augmented_loader_for=self.augmented_loader,
+            augmented_key_for=self.augmented_feature_key,
         )
 
     def feature_key(self, split: str, with_blocks: bool) -> FeatureKey:
@@ -211,6 +233,15 @@ class RunContext:
             precision=self.config.precision,
             with_blocks=with_blocks,
             data=self._data_fingerprints[split],
+        )
+
+    def augmented_feature_key(self, split: str, seed: int) -> FeatureKey:
+        """The key of one seeded pass of ``split`` through the training transform."""
+        return dataclasses.replace(
+            self.feature_key(split, False),
+            transform=repr(self.train_transform),
+            seed=derive_seed(seed, "features"),
+            augment_pass=0,
         )
 
     def split_dataset(self, split: str) -> Dataset:
