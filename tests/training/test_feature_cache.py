@@ -46,15 +46,18 @@ def private_home(tmp_path: Path, monkeypatch) -> Path:
     return home
 
 
-def lp_run(tmp_path: Path, name: str, model: str = "builtin:tiny-test") -> dict:
+def lp_run(
+    tmp_path: Path, name: str, model: str = "builtin:tiny-test", seeds: int = 1, **extra
+) -> dict:
     overrides = {
         "benchmark": "tiny",
         "model": model,
-        "seeds": 1,
+        "seeds": seeds,
         "out": str(tmp_path / name),
         "report": False,
         "device": "cpu",
         "methods": {"lp": {"C": [1e-2, 1.0]}},
+        **extra,
     }
     return Runner(resolve_config(overrides=overrides), quiet=True).run()
 
@@ -77,17 +80,13 @@ def test_second_run_reads_no_image_and_gets_the_same_numbers(
 
 
 def augmented_lp_run(tmp_path: Path, name: str, seeds: int) -> dict:
-    overrides = {
-        "benchmark": "tiny",
-        "benchmark_options": {"augment": "rrc_flip"},
-        "model": "builtin:tiny-test",
-        "seeds": seeds,
-        "out": str(tmp_path / name),
-        "report": False,
-        "device": "cpu",
-        "methods": {"lp": {"C": [1e-2, 1.0], "train_features": "augmented"}},
-    }
-    return Runner(resolve_config(overrides=overrides), quiet=True).run()
+    return lp_run(
+        tmp_path,
+        name,
+        seeds=seeds,
+        benchmark_options={"augment": "rrc_flip"},
+        methods={"lp": {"C": [1e-2, 1.0], "train_features": "augmented"}},
+    )
 
 
 def test_augmented_passes_are_cached_per_seed(

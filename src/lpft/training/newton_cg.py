@@ -88,7 +88,7 @@ class InMemoryObjective:
         state = p.astype(np.float32)
         p[rows, self.labels] -= 1.0
         p /= n
-        g_coef = (self.z.T @ p).T + penalty * coef
+        g_coef = p.T @ self.z + penalty * coef
         return Evaluation(float(loss), g_coef, p.sum(axis=0), curvature, state)
 
     def hessian_times(
