@@ -108,6 +108,17 @@ def test_augmented_passes_are_cached_per_seed(
     assert len(entries) == len(keys) + 1
 
 
+def test_evaluation_splits_are_extracted_once_for_lp_and_ft_together(
+    tmp_path: Path, private_home: Path
+) -> None:
+    lp_run(tmp_path, "both", methods={"lp": {"C": [1.0]}, "ft": {"lrs": [1e-2], "epochs": 1}})
+    keys = [json.loads(p.read_text()) for p in (private_home / "features").glob("*/key.json")]
+    splits = sorted(key["split"] for key in keys)
+    assert len(splits) == len(set(splits)), f"a split was extracted twice: {splits}"
+    evaluated = [key for key in keys if key["split"] not in ("id_train", "id_val")]
+    assert evaluated and all(key["with_blocks"] for key in evaluated)
+
+
 def test_changed_weights_invalidate(
     tmp_path: Path, private_home: Path, image_loads: list[int]
 ) -> None:

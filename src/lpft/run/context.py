@@ -46,7 +46,8 @@ class FeatureStore:
     when that transform is deterministic (the augmented features are then the eval features);
     augmented passes are cached on disk too, under ``augmented_key_for(split, seed)`` (the
     training transform, the seed and the pass). ``on_disk`` hands out a split's disk entry
-    without reading it into memory (for LP streamed from the file).
+    without reading it into memory (for LP streamed from the file). Splits in ``blocks_for``
+    are always extracted with their pooled block outputs.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class FeatureStore:
         key_for: Callable[[str, bool], FeatureKey] | None = None,
         augmented_loader_for: Callable[[str, int], DataLoader | None] | None = None,
         augmented_key_for: Callable[[str, int], FeatureKey] | None = None,
+        blocks_for: frozenset[str] = frozenset(),
     ) -> None:
         self.backbone = backbone
         self.loader_for = loader_for
@@ -70,6 +72,7 @@ class FeatureStore:
         self.disk = disk
         self.key_for = key_for
         self.augmented_key_for = augmented_key_for
+        self.blocks_for = blocks_for
         self._cache: dict[str, ForwardOutputs] = {}
         self._augmented: dict[tuple[str, int], ForwardOutputs] = {}
 
@@ -106,7 +109,7 @@ class FeatureStore:
         return self._augmented[split, seed]
 
     def _extract(self, split: str, with_blocks: bool) -> ForwardOutputs:
-        return self._forward(self.loader_for(split), split, with_blocks)
+        return self._forward(self.loader_for(split), split, with_blocks or split in self.blocks_for)
 
     def _forward(self, loader: DataLoader, label: str, with_blocks: bool) -> ForwardOutputs:
         task = self.progress.add_task(f"features: {label}", total=len(loader.dataset))
@@ -122,10 +125,20 @@ class FeatureStore:
         return outputs
 
     def _disk_entry(self, split: str, with_blocks: bool) -> CachedFeatures:
-        """The split's entry in the disk cache (one with blocks serves a request without)."""
+        """The split's entry in the disk cache (one with blocks serves a request without).
+
+        A split in ``blocks_for`` is extracted with its block outputs even when asked without,
+        so a later request with blocks reads the same entry instead of a second pass."""
         keys = [self.key_for(split, True)] if with_blocks else []
         keys = keys or [self.key_for(split, False), self.key_for(split, True)]
-        return self._entry(keys, lambda: self.loader_for(split), split, with_blocks)
+        extract_blocks = with_blocks or split in self.blocks_for
+        return self._entry(
+            keys,
+            lambda: self.loader_for(split),
+            split,
+            extract_blocks,
+            self.key_for(split, extract_blocks),
+        )
 
     def _entry(
         self,
@@ -133,9 +146,11 @@ class FeatureStore:
         make_loader: Callable[[], DataLoader],
         label: str,
         with_blocks: bool,
+        extract_key: FeatureKey | None = None,
     ) -> CachedFeatures:
         """The entry under the first of ``keys`` that exists, else the loader's outputs written
-        under ``keys[0]``; on a hit no loader is built and no image is loaded."""
+        under ``extract_key`` (default ``keys[0]``); on a hit no loader is built and no image
+        is loaded."""
         for key in keys:
             entry = self.disk.lookup(key)
             if entry is not None:
@@ -154,7 +169,7 @@ class FeatureStore:
                 self.progress.advance(task, len(batch[1]))
                 yield batch
 
-        entry = self.disk.get_or_extract(keys[0], len(loader.dataset), batches)
+        entry = self.disk.get_or_extract(extract_key or keys[0], len(loader.dataset), batches)
         self.progress.remove_task(task)
         return entry
 
@@ -210,6 +225,9 @@ class RunContext:
             self.feature_key,
             augmented_loader_for=self.augmented_loader,
             augmented_key_for=self.augmented_feature_key,
+            # Network methods measure feature distortion on the evaluation splits, which needs
+            # the pretrained block outputs there: extract them in the same pass as the features.
+            blocks_for=frozenset(self.benchmark.eval_splits()),
         )
 
     def feature_key(self, split: str, with_blocks: bool) -> FeatureKey:
