@@ -7,16 +7,18 @@ For each C this solves, to a gradient tolerance, the problem scikit-learn's
 
 once per dataset, features are centred and rotated into the eigenbasis of their covariance
 (keeping only the row space when n < d, which loses nothing: the optimal W lies in it). Then
-each C is warm-started from the previous one and solved by one of two second-order methods:
+each C is warm-started from the previous one and solved by one of these methods:
 
 - ``newton``: Newton's method with the exact Hessian (built in O(n (k r)^2), factorised by
   Cholesky) and a backtracking line search. Warm-started along the path it needs 2-4 steps per C,
-  even for large C on separable data where first-order methods crawl. Used when the number of
-  parameters k * (r + 1) is small enough for a dense Hessian.
+  even for large C on separable data where first-order methods crawl. Chosen on accelerators
+  when the number of parameters k * (r + 1) is small enough for a dense Hessian; on the CPU
+  only on request (Newton-CG is faster there at every size).
 - ``newton-cg``: truncated Newton (``lpft.training.newton_cg``): conjugate gradients on
   Hessian-vector products (float32) with a diagonal preconditioner, float64 loss and gradient;
-  warm starts extrapolate quadratically in log C from the last three solutions. Used for
-  problems too large for a dense Hessian, and for features streamed from disk
+  warm starts extrapolate quadratically in log C from the last three solutions. The default on
+  the CPU, on accelerators for problems too large for a dense Hessian, and for features
+  streamed from disk
   (``LogisticRegressionPath.streamed``). On an accelerator the same method runs as
   ``lpft.training.device_newton``: the whole path is queued without host synchronisation.
 - ``lbfgs``: L-BFGS on coordinates rescaled by an estimate of the curvature along each
