@@ -18,13 +18,13 @@ each C is warm-started from the previous one and solved by one of these methods:
   Hessian-vector products (float32) with a diagonal preconditioner, float64 loss and gradient;
   warm starts extrapolate quadratically in log C from the last three solutions. The default on
   the CPU, on accelerators for problems too large for a dense Hessian, and for features
-  streamed from disk
-  (``LogisticRegressionPath.streamed``). On an accelerator the same method runs as
-  ``lpft.training.device_newton``: the whole path is queued without host synchronisation.
+  streamed from disk (``LogisticRegressionPath.streamed``). On an accelerator the same method
+  runs as ``lpft.training.device_newton``: the whole path is queued without host
+  synchronisation.
 - ``lbfgs``: L-BFGS on coordinates rescaled by an estimate of the curvature along each
   eigen-direction, which makes the Hessian close to the identity (on request only).
 
-Convergence (both solvers): the largest absolute gradient entry of the objective divided by C n
+Convergence (every method): the largest absolute gradient entry of the objective divided by C n
 (mean loss + penalty), in the rotated coordinates, is at most ``tol``.
 """
 
