@@ -17,6 +17,7 @@ from lpft.errors import ConfigError
 from lpft.methods.base import Candidate, LinearHead, Method, MethodContext, Network, Selected
 from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
+from lpft.training.distributed import is_main_process
 from lpft.training.runtime import derive_seed
 from lpft.training.trainer import BEST, LAST, FineTuner, LossTerm, ParamGroup, TrainingOptions
 from lpft.validation import distinct
@@ -124,7 +125,8 @@ class FineTune(Method):
         )
         task = ctx.progress.add_task(f"{ctx.current_label} {label}", total=None)
         directory = Path(cell_dir) / subdir
-        directory.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            directory.mkdir(parents=True, exist_ok=True)
         trainer = FineTuner(
             model,
             options,
@@ -174,9 +176,8 @@ class FineTune(Method):
             (Path(cell_dir) / candidate.artifact).unlink(missing_ok=True)
 
     def describe(self, options: FineTuneOptions) -> dict[str, str]:
-        batchnorm = options.batchnorm + ("+sync" if options.sync_batchnorm else "")
         return {
-            "batchnorm": batchnorm,
+            "batchnorm": options.batchnorm,
             "grid": "lr: " + ", ".join(f"{lr:g}" for lr in options.lrs),
         }
 

@@ -24,6 +24,7 @@ from lpft.io import atomic_torch_save
 from lpft.methods.base import Available, Candidate, Method, MethodContext, Network, Selected
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS, method_base_name
+from lpft.training.distributed import is_main_process
 from lpft.training.evaluate import accuracy
 from lpft.training.features import forward_split
 from lpft.validation import StrictModel, distinct
@@ -103,9 +104,10 @@ class Soup(Method):
                 score = scorer(average(states))
             else:
                 chosen, score = greedy(states, scorer)
-            atomic_torch_save(
-                Path(cell_dir) / soup_file(recipe), average([states[i] for i in chosen])
-            )
+            if is_main_process():
+                atomic_torch_save(
+                    Path(cell_dir) / soup_file(recipe), average([states[i] for i in chosen])
+                )
             candidates.append(
                 Candidate(
                     hparams={"recipe": recipe},

@@ -22,6 +22,7 @@ from lpft.methods.base import Candidate, Method, MethodContext, Network, Selecte
 from lpft.methods.finetune import start_from_lp_head
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS, method_base_name
+from lpft.training.distributed import is_main_process
 from lpft.training.evaluate import accuracy
 from lpft.training.features import forward_split
 from lpft.validation import StrictModel, distinct
@@ -99,7 +100,8 @@ class WiseFT(Method):
         required: Mapping[str, Selected],
     ) -> list[Candidate]:
         theta0, theta1 = endpoints(ctx, options, required)
-        atomic_torch_save(Path(cell_dir) / ENDPOINTS, {"theta0": theta0, "theta1": theta1})
+        if is_main_process():
+            atomic_torch_save(Path(cell_dir) / ENDPOINTS, {"theta0": theta0, "theta1": theta1})
         val = ctx.eval_loader("id_val")
         candidates = []
         for index, alpha in enumerate(options.alphas):

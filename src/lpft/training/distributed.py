@@ -3,17 +3,20 @@
 A cell's batches do not depend on the number of processes: every rank draws the same global
 permutation from (seed, epoch), cuts it into global batches of the configured size, and takes
 its own contiguous slice of each. Gradients are averaged by DistributedDataParallel, so with
-equal slices a step equals the single-process step on the whole batch. Evaluation passes are
-sharded (rank r takes examples r, r + W, ...) and gathered back into dataset order on every
-rank, so every rank selects exactly what a single process would. Only rank 0 writes files.
+equal slices a step equals the single-process step on the whole batch; BatchNorm, dropout and
+stochastic depth see the global batch too (``data_parallel``). Evaluation passes are sharded
+(rank r takes examples r, r + W, ...) and gathered back into dataset order on every rank, so
+every rank selects exactly what a single process would. Only rank 0 writes files, and only
+rank 0 reads the state a cell resumes from (``read_on_main``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -21,7 +24,14 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from lpft.errors import ConfigError
+from lpft.training.global_batch import (
+    convert_to_global_batchnorm,
+    route_masks,
+    unrouted_randomness,
+)
 from lpft.training.loaders import EpochSampler
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,28 @@ def distributed_session(device: str) -> Iterator[World]:
 def barrier() -> None:
     if current_world().distributed:
         dist.barrier()
+
+
+def read_on_main(read: Callable[[], T]) -> T:
+    """``read()`` run by rank 0 alone, its value (or the error it raised) given to every rank.
+
+    Used for the state a run resumes from: ranks never read their own copy of a file, so nodes
+    without a shared directory, or with an older copy, still resume from rank 0's state.
+    """
+    world = current_world()
+    if not world.distributed:
+        return read()
+    outcome: list[object] = [None]
+    if world.main:
+        try:
+            outcome[0] = (True, read())
+        except Exception as exc:  # re-raised on every rank below, so none waits forever
+            outcome[0] = (False, exc)
+    dist.broadcast_object_list(outcome, src=0)
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -159,20 +191,36 @@ def shard_sampler(size: int) -> ShardSampler | None:
     return ShardSampler(size, world) if world.distributed else None
 
 
-def data_parallel(model: nn.Module, sync_batchnorm: bool) -> tuple[nn.Module, nn.Module]:
+def data_parallel(model: nn.Module, train_mode: bool) -> tuple[nn.Module, nn.Module]:
     """(module to keep and save, module to train through): DDP-wrapped under torchrun.
 
-    SyncBatchNorm reuses the BatchNorm layers' parameters, so optimiser groups built on
-    ``model`` beforehand stay valid.
+    Every layer that looks across examples or draws random masks is made to see the global
+    batch (``lpft.training.global_batch``): BatchNorm normalises over it (``SyncBatchNorm`` on
+    GPUs, ``GlobalBatchNorm`` otherwise) and dropout / stochastic depth draw the single-process
+    masks. The converted layers reuse the originals' parameters, so optimiser groups built on
+    ``model`` beforehand stay valid. ``train_mode``: the model trains in train mode (in eval
+    mode nothing is random and BatchNorm uses its running statistics).
     """
     if not current_world().distributed:
         return model, model
     device = next(model.parameters()).device
-    if sync_batchnorm:
-        if device.type == "cpu":
-            raise ConfigError(
-                "sync_batchnorm needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation"
-            )
+    if train_mode:
+        refuse_unrouted_randomness(model)
+    if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    else:
+        model = convert_to_global_batchnorm(model)
+    route_masks(model)
     device_ids = [device.index] if device.type == "cuda" else None
     return model, nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def refuse_unrouted_randomness(model: nn.Module) -> None:
+    """Masks that cannot be drawn for the global batch would repeat on every process."""
+    found = unrouted_randomness(model)
+    if found:
+        raise ConfigError(
+            f"{type(model).__name__} draws random masks that cannot be split over processes "
+            f"({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): train this model "
+            "in one process per cell, or with batchnorm: eval (no dropout)"
+        )

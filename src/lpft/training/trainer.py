@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -31,6 +31,7 @@ from lpft.training.distributed import (
     all_reduce_sum,
     data_parallel,
     is_main_process,
+    read_on_main,
     train_sampler,
 )
 from lpft.training.evaluate import accuracy
@@ -59,9 +60,16 @@ class TrainingOptions(StrictModel):
     # A non-finite loss: "stop" ends the cell there and keeps its best epoch so far (the cell
     # fails only if no epoch had finished); "fail" fails the whole cell.
     on_nonfinite: Literal["stop", "fail"] = "stop"
-    # Under torchrun: BatchNorm statistics over the whole global batch instead of each
-    # process's slice (a single process is unaffected).
-    sync_batchnorm: bool = False
+    # Refused: under torchrun BatchNorm in train mode always normalises over the global batch.
+    sync_batchnorm: None = Field(None, exclude=True)
+
+    @field_validator("sync_batchnorm", mode="before")
+    @classmethod
+    def _no_longer_an_option(cls, value: object) -> None:
+        raise ValueError(
+            "not an option any more: BatchNorm in train mode normalises over the global batch "
+            "under torchrun (and a single process has nothing to synchronise); remove the key"
+        )
 
 
 @dataclass
@@ -181,7 +189,7 @@ class FineTuner:
             freeze_outside(self.model, param_groups)
         # Under torchrun, steps go through the DistributedDataParallel wrapper; ``model`` is
         # what is saved and evaluated.
-        self.model, self.network = data_parallel(self.model, options.sync_batchnorm)
+        self.model, self.network = data_parallel(self.model, options.batchnorm == "train")
         self.options = options
         self.lr = lr
         self.train_data = train_data
@@ -369,16 +377,11 @@ class FineTuner:
         )
 
     def _resume_if_possible(self) -> None:
-        path = self.cell_dir / LAST
-        if not path.is_file():
+        """Continue from ``last.pt`` if there is one; under torchrun rank 0 reads it and every
+        rank gets rank 0's state."""
+        state = read_on_main(self._read_last)
+        if state is None:
             return
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(
-                f"resume checkpoint {path} is unreadable ({type(exc).__name__}); delete it to "
-                "restart this cell from scratch"
-            ) from None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -388,3 +391,15 @@ class FineTuner:
         saved["history"] = [EpochRecord(**r) for r in saved["history"]]
         self.position = _Position(**saved)
         set_rng_state(state["rng"])
+
+    def _read_last(self) -> dict | None:
+        path = self.cell_dir / LAST
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(
+                f"resume checkpoint {path} is unreadable ({type(exc).__name__}); delete it to "
+                "restart this cell from scratch"
+            ) from None
