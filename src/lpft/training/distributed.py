@@ -220,7 +220,7 @@ def refuse_unrouted_randomness(model: nn.Module) -> None:
     found = unrouted_randomness(model)
     if found:
         raise ConfigError(
-            f"{type(model).__name__} draws random masks that cannot be split over processes "
-            f"({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): train this model "
-            "in one process per cell, or with batchnorm: eval (no dropout)"
+            f"layers {', '.join(found[:3])}{' ...' if len(found) > 3 else ''} draw random masks "
+            "that cannot be split over processes: train this model in one process per cell, or "
+            "with batchnorm: eval (no dropout)"
         )
