@@ -4,6 +4,11 @@ and the LP streamed over a cached ``.npy`` file reaches the in-memory optimum.""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ from lpft.data import folder
 from lpft.models import save_backbone_checkpoint
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.run.runner import Runner
-from lpft.training.feature_cache import FeatureCache, FeatureKey, NpyRowChunks
+from lpft.training.feature_cache import STALE_SECONDS, FeatureCache, FeatureKey, NpyRowChunks
 from lpft.training.logreg import LogisticRegressionPath
 from tests_support import ArrayImages
 
@@ -231,6 +236,95 @@ def test_killed_extraction_leaves_nothing_that_is_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(reread.labels, np.arange(8))
     np.testing.assert_array_equal(entry.blocks["stage1"][:, 0], np.arange(8))
     assert FeatureCache(tmp_path).lookup(key("id_val")) is None
+
+
+def owned_temporary(root: Path, owner: str, age: float = 0.0) -> Path:
+    """A temporary entry directory named for ``owner`` ("pid@host"), last written ``age`` ago."""
+    path = root / f".{'ab' * 16}.{owner}.q1w2e3.tmp"
+    path.mkdir(parents=True)
+    (path / "features.npy").write_bytes(b"rows")
+    written = time.time() - age
+    for item in (path / "features.npy", path):
+        os.utime(item, (written, written))
+    return path
+
+
+def test_only_temporaries_whose_owner_is_gone_are_removed(tmp_path: Path) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    host, old = socket.gethostname(), STALE_SECONDS + 600
+    kept = {
+        owned_temporary(tmp_path, f"{os.getpid()}@{host}", age=old),  # alive, however old
+        owned_temporary(tmp_path, "4242@elsewhere.example"),  # another host, recent
+    }
+    removed = {
+        owned_temporary(tmp_path, f"{finished.pid}@{host}"),  # its process has exited
+        owned_temporary(tmp_path, "4242@elsewhere.example.org", age=old),
+    }
+    unnamed = tmp_path / ".0123abcd.x9y8.tmp"
+    unnamed.mkdir()
+    kept.add(unnamed)
+    FeatureCache(tmp_path)
+    assert set(tmp_path.glob(".*.tmp")) == kept
+    assert not any(path.exists() for path in removed)
+
+
+EXTRACTING_CHILD = """
+import json, sys, time
+from pathlib import Path
+import torch
+from lpft.training.feature_cache import FeatureCache, FeatureKey
+
+root, flags = Path(sys.argv[1]), Path(sys.argv[2])
+
+def batches():
+    for start in range(0, 8, 4):
+        rows = torch.arange(start, start + 4, dtype=torch.float32)
+        yield rows[:, None].repeat(1, 3), rows.long(), {"stage1": rows[:, None]}
+        if start == 0:
+            (flags / "first-batch-written").touch()
+            deadline = time.monotonic() + 120
+            while not (flags / "second-opened").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+key = FeatureKey("spec", "0" * 64, "bench", "id_train", "transform")
+entry = FeatureCache(root).get_or_extract(key, 8, batches)
+print(json.dumps([entry.features.tolist(), entry.labels.tolist(), entry.blocks["stage1"].tolist()]))
+"""
+
+
+def extraction_rows():
+    for start in range(0, 8, 4):
+        rows = torch.arange(start, start + 4, dtype=torch.float32)
+        yield rows[:, None].repeat(1, 3), rows.long(), {"stage1": rows[:, None]}
+
+
+def test_two_processes_extracting_the_same_features_both_succeed(tmp_path: Path) -> None:
+    """The second process opens the cache while the first is mid-extraction."""
+    root, flags = tmp_path / "features", tmp_path / "flags"
+    flags.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", EXTRACTING_CHILD, str(root), str(flags)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (flags / "first-batch-written").exists() and first.poll() is None:
+            assert time.monotonic() < deadline, "the first extraction never started"
+            time.sleep(0.01)
+        cache = FeatureCache(root)
+        (flags / "second-opened").touch()
+        second = cache.get_or_extract(key(), 8, extraction_rows)
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr[-2000:]
+    features, labels, block = json.loads(stdout)
+    np.testing.assert_array_equal(np.array(features, dtype=np.float32), second.features)
+    np.testing.assert_array_equal(labels, second.labels)
+    np.testing.assert_array_equal(np.array(block, dtype=np.float32), second.blocks["stage1"])
+    assert [p.name for p in root.iterdir()] == [key().digest()]
 
 
 def test_streamed_lp_matches_in_memory_lp(tmp_path: Path) -> None:

@@ -10,7 +10,12 @@ pass. Any change gives another digest, so stale entries are never read.
 
 Writes are atomic: an entry is built in a temporary directory (rows written straight into
 memory-mapped ``.npy`` files, so extraction never holds a split in memory) and renamed into place
-only when complete; a killed extraction leaves a temporary directory that the next open removes.
+only when complete. Several processes may share the cache (jobs of one launch, runs started
+together): a temporary directory is named after its owner (``.<digest>.<pid>@<host>.<random>
+.tmp``), and opening the cache removes only those whose owner is gone: a process of this host
+that no longer exists, or, for another host's (or an unnamed one), nothing written for
+``STALE_SECONDS``. Two processes extracting the same key both finish; the first rename wins and
+the other keeps it (the numbers are the same).
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +43,9 @@ FEATURES = "features.npy"
 LABELS = "labels.npy"
 KEY = "key.json"
 BLOCK_PREFIX = "block-"
+# Another host's temporary directory with nothing written for this long is taken as abandoned.
+STALE_SECONDS = 2 * 24 * 3600
+OWNED_TEMPORARY = re.compile(r"^\.[0-9a-f]+\.(?P<pid>\d+)@(?P<host>.+)\.[^.]+\.tmp$")
 
 
 def state_dict_sha256(module: nn.Module) -> str:
@@ -93,8 +104,10 @@ class FeatureCache:
         self._remove_stale_temporaries()
 
     def _remove_stale_temporaries(self) -> None:
-        for stale in self.root.glob(f".*{TEMPORARY_SUFFIX}"):
-            shutil.rmtree(stale, ignore_errors=True)
+        """Temporary directories whose owner is gone (see the module docstring)."""
+        for temporary in self.root.glob(f".*{TEMPORARY_SUFFIX}"):
+            if owner_gone(temporary):
+                shutil.rmtree(temporary, ignore_errors=True)
 
     def lookup(self, key: FeatureKey) -> CachedFeatures | None:
         """The entry for ``key``, or None; an entry whose key file disagrees is ignored."""
@@ -129,9 +142,8 @@ class FeatureCache:
         found = self.lookup(key)
         if found is not None:
             return found
-        temporary = Path(
-            tempfile.mkdtemp(dir=self.root, prefix=f".{key.digest()}.", suffix=TEMPORARY_SUFFIX)
-        )
+        prefix = f".{key.digest()}.{os.getpid()}@{socket.gethostname()}."
+        temporary = Path(tempfile.mkdtemp(dir=self.root, prefix=prefix, suffix=TEMPORARY_SUFFIX))
         try:
             _write_entry(temporary, key, rows, batches())
             self._publish(temporary, key)
@@ -153,6 +165,33 @@ class FeatureCache:
                 return
             shutil.rmtree(target, ignore_errors=True)
             os.replace(temporary, target)
+
+
+def owner_gone(temporary: Path) -> bool:
+    """Whether the process that made ``temporary`` has certainly stopped writing to it."""
+    owner = OWNED_TEMPORARY.match(temporary.name)
+    if owner is not None and owner["host"] == socket.gethostname():
+        return not process_alive(int(owner["pid"]))
+    return time.time() - last_written(temporary) > STALE_SECONDS
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def last_written(directory: Path) -> float:
+    """The newest modification time of ``directory`` and the files in it (0 if gone)."""
+    times = []
+    for path in [directory, *directory.glob("*")]:
+        with contextlib.suppress(OSError):
+            times.append(path.stat().st_mtime)
+    return max(times, default=0.0)
 
 
 class _RowWriter:
