@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from lpft.methods import soup
 from lpft.methods.base import Available, Candidate, Network, Selected
 from lpft.methods.soup import Soup, SoupOptions, average
 from lpft.models.backbone import Classifier
@@ -48,6 +49,18 @@ def test_a_soup_of_one_model_is_that_model(tiny_context: RunContext, tmp_path: P
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
         assert torch.equal(logits_on(tiny_context, predictor.model), expected_logits)
         assert candidate.info["ingredients"] == [{"lr": 0.01}]
+
+
+def test_under_torchrun_only_rank_0_writes_the_soups(
+    tiny_context: RunContext, tmp_path: Path, monkeypatch
+) -> None:
+    required = pool([fine_tuned(tiny_context, seed=s, scale=0.1) for s in (3, 4)], [0.5, 0.6])
+    monkeypatch.setattr(soup, "is_main_process", lambda: False)  # rank 1 of 2
+    on_rank_1 = Soup().fit(tiny_context, SoupOptions(), {}, 0, tmp_path, required)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert Soup().fit(tiny_context, SoupOptions(), {}, 0, tmp_path, required) == on_rank_1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["soup-greedy.pt", "soup-uniform.pt"]
 
 
 def test_greedy_soup_starts_from_the_best_by_id_val_and_never_loses_id_val(

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lpft.errors import ConfigError
+from lpft.methods import wise_ft
 from lpft.methods.base import Candidate, LinearHead, Network, Selected
 from lpft.methods.wise_ft import WiseFT, WiseFTOptions, interpolate
 from lpft.models.backbone import Classifier
@@ -60,6 +61,19 @@ def test_endpoints_predict_exactly_as_theta0_and_theta1(
     mean_key = "backbone.stem.1.running_mean"
     expected = 0.5 * theta0.state_dict()[mean_key] + 0.5 * theta1.state_dict()[mean_key]
     torch.testing.assert_close(half.state_dict()[mean_key], expected)
+
+
+def test_under_torchrun_only_rank_0_writes_the_endpoints(
+    tiny_context: RunContext, tmp_path: Path, monkeypatch
+) -> None:
+    _, _, required = endpoints(tiny_context)
+    options = WiseFTOptions(alphas=[0.0, 1.0])
+    monkeypatch.setattr(wise_ft, "is_main_process", lambda: False)  # rank 1 of 2
+    on_rank_1 = WiseFT().fit(tiny_context, options, {}, 0, tmp_path, required)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert WiseFT().fit(tiny_context, options, {}, 0, tmp_path, required) == on_rank_1
+    assert [p.name for p in tmp_path.iterdir()] == ["endpoints.pt"]
 
 
 def test_interpolation_is_exact_at_the_ends_and_linear_between() -> None:
