@@ -18,10 +18,15 @@ import torch.multiprocessing as mp
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lpft.errors import LpftError
+from lpft.config import resolve_config
+from lpft.errors import ConfigError, LpftError
 from lpft.models.backbone import Classifier
 from lpft.models.glyph_resnet import GlyphResNet
-from lpft.training.global_batch import convert_to_global_batchnorm
+from lpft.training.global_batch import (
+    convert_to_global_batchnorm,
+    mask_kind,
+    unrouted_randomness,
+)
 from lpft.training.loaders import TensorImageDataset, eval_loader
 from lpft.training.trainer import LAST, FineTuner, TrainingOptions
 
@@ -246,6 +251,22 @@ def test_masks_that_cannot_be_split_are_refused_under_ddp(ranks, tmp_path: Path)
 
 
 def test_sync_batchnorm_is_refused_as_it_has_no_effect() -> None:
-    with pytest.raises(ValueError, match="not an option any more"):
-        TrainingOptions(sync_batchnorm=True)
+    overrides = {"benchmark": "tiny", "methods": {"ft": {"sync_batchnorm": True}}}
+    with pytest.raises(ConfigError, match=r"methods\.ft\.sync_batchnorm=True is invalid: not an"):
+        resolve_config(overrides=overrides)
     assert "sync_batchnorm" not in TrainingOptions().model_dump()
+
+
+def test_mask_layers_of_torch_torchvision_and_timm_are_recognised() -> None:
+    from timm.layers import DropPath  # here, not at the top: the spawned ranks do not need timm
+
+    layers = [nn.Dropout(0.1), nn.Dropout2d(0.1), StochasticDepth(0.1, "row"), DropPath(0.1)]
+    assert [mask_kind(layer) for layer in layers] == ["elementwise", "elementwise", "row", "row"]
+    assert mask_kind(nn.AlphaDropout(0.1)) is None
+    net = nn.Sequential(
+        nn.AlphaDropout(0.2),
+        nn.MultiheadAttention(8, 2, dropout=0.1),
+        nn.MultiheadAttention(8, 2),
+        nn.Dropout(0.5),
+    )
+    assert unrouted_randomness(net) == ["0", "1"]
