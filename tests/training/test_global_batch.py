@@ -258,7 +258,9 @@ def test_sync_batchnorm_is_refused_as_it_has_no_effect() -> None:
 
 
 def test_mask_layers_of_torch_torchvision_and_timm_are_recognised() -> None:
-    from timm.layers import DropPath  # here, not at the top: the spawned ranks do not need timm
+    # here, not at the top: the spawned ranks do not need timm
+    from timm.layers import DropPath
+    from timm.models.vision_transformer import Attention
 
     layers = [nn.Dropout(0.1), nn.Dropout2d(0.1), StochasticDepth(0.1, "row"), DropPath(0.1)]
     assert [mask_kind(layer) for layer in layers] == ["elementwise", "elementwise", "row", "row"]
@@ -268,5 +270,9 @@ def test_mask_layers_of_torch_torchvision_and_timm_are_recognised() -> None:
         nn.MultiheadAttention(8, 2, dropout=0.1),
         nn.MultiheadAttention(8, 2),
         nn.Dropout(0.5),
+        Attention(8, 2, attn_drop=0.1),
+        Attention(8, 2),
     )
+    assert unrouted_randomness(net) == ["0", "1", "4"]
+    net[4].fused_attn = False  # the attention matrix then goes through its nn.Dropout
     assert unrouted_randomness(net) == ["0", "1"]

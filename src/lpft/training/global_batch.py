@@ -174,12 +174,19 @@ def route_masks(model: nn.Module) -> None:
 
 def unrouted_randomness(model: nn.Module) -> list[str]:
     """Layers that draw random masks ``route_masks`` cannot draw for the global batch (their
-    masks repeat on every process): alpha dropout and attention dropout inside
-    ``nn.MultiheadAttention``."""
+    masks would repeat on every process): alpha dropout, attention dropout inside
+    ``nn.MultiheadAttention``, and attention dropout handed to a fused attention kernel (timm's
+    ``fused_attn`` layers read their ``attn_drop``'s ``p`` without calling it)."""
     found = []
     for name, layer in model.named_modules():
         alpha = isinstance(layer, (nn.AlphaDropout, nn.FeatureAlphaDropout)) and layer.p > 0
         attention = isinstance(layer, nn.MultiheadAttention) and layer.dropout > 0
-        if alpha or attention:
+        if alpha or attention or _fused_attention_dropout(layer):
             found.append(name or type(layer).__name__)
     return found
+
+
+def _fused_attention_dropout(layer: nn.Module) -> bool:
+    dropout = getattr(layer, "attn_drop", None)
+    fused = bool(getattr(layer, "fused_attn", False))
+    return fused and isinstance(dropout, nn.Dropout) and dropout.p > 0
