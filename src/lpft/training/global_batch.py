@@ -13,7 +13,8 @@ process, since every process's generator starts each epoch from the same seed.
 - ``route_masks`` makes each dropout / stochastic-depth layer draw its mask for the whole
   global batch, exactly as the single process draws it from the same generator, and apply this
   process's rows: masks differ across processes and equal the single-process draw. Dimension 0
-  of the layer's input must be the batch.
+  of the layer's input must be the batch. The price is one transient mask of the global
+  batch's size per layer and step (only a row per example for stochastic depth).
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ class _GlobalBatchMask:
         global_rows = rows * dist.get_world_size()
         rest = (1,) * (input.dim() - 1) if self.per_row else tuple(input.shape[1:])
         mask = self.forward(input.new_ones((global_rows, *rest)))
-        return input * mask[rank * rows : (rank + 1) * rows]
+        # A copy of this process's rows: backward keeps it, not the global batch's mask.
+        return input * mask[rank * rows : (rank + 1) * rows].clone()
 
 
 def mask_kind(layer: nn.Module) -> str | None:
