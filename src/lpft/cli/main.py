@@ -13,7 +13,17 @@ import sys
 from lpft import __version__
 from lpft.errors import LpftError
 
-SUBCOMMANDS = ("run", "status", "collect", "data", "models", "pretrain", "theory", "report")
+SUBCOMMANDS = (
+    "run",
+    "doctor",
+    "status",
+    "collect",
+    "data",
+    "models",
+    "pretrain",
+    "theory",
+    "report",
+)
 USAGE_ERROR = 2
 
 

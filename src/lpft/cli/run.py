@@ -46,18 +46,11 @@ def _method_lrs(text: str) -> tuple[str, list[float]]:
     return method.strip(), _float_list(values)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="fine-tune and linear-probe a backbone; print ID and OOD accuracy",
-        description="Run LP / FT / LP-FT with ID-validation selection over seeds. "
-        "Rerunning with the same --out resumes an interrupted run.",
-    )
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that say what to transfer, where and how (shared with ``lpft doctor``)."""
     p.add_argument("--config", type=Path, help="YAML file with any RunConfig keys")
     p.add_argument("--benchmark", help="benchmark name (default: digits-shift)")
     p.add_argument("--model", help="backbone spec SOURCE:NAME (default: builtin:glyph-resnet)")
-    p.add_argument("--methods", help="comma-separated, e.g. lp,ft,lpft or ft@bn-eval variants")
-    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     p.add_argument("--epochs", type=int, help="epochs for every fine-tuning method")
     p.add_argument(
         "--lrs",
@@ -72,6 +65,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: loss scaling)"
     )
+    p.add_argument("--data-root", type=Path, help="dataset root for on-disk benchmarks")
+    p.add_argument("--num-workers", type=int, help="data-loading worker processes")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        default=None,
+        help="skip unreadable images (counted in results.json) instead of failing",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. methods.ft.batchnorm=eval (repeatable)",
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="fine-tune and linear-probe a backbone; print ID and OOD accuracy",
+        description="Run LP / FT / LP-FT with ID-validation selection over seeds. "
+        "Rerunning with the same --out resumes an interrupted run.",
+    )
+    add_input_arguments(p)
+    p.add_argument("--methods", help="comma-separated, e.g. lp,ft,lpft or ft@bn-eval variants")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     p.add_argument(
         "--channels-last",
         choices=["auto", "on", "off"],
@@ -85,14 +105,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="run directory (reused to resume)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
-    p.add_argument("--data-root", type=Path, help="dataset root for on-disk benchmarks")
-    p.add_argument("--num-workers", type=int, help="data-loading worker processes")
-    p.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        default=None,
-        help="skip unreadable images (counted in results.json) instead of failing",
-    )
     p.add_argument("--quick", action="store_true", help="seconds-long smoke profile")
     p.add_argument(
         "--oracle",
@@ -101,13 +113,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also report rows selected on OOD validation (benchmarks that have it), apart",
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config key, e.g. methods.ft.batchnorm=eval (repeatable)",
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--launcher",
