@@ -29,6 +29,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "lpft-home"
     monkeypatch.setenv("LPFT_HOME", str(cache))
     OodGuard.allowed = True
+    OodGuard.labels_allowed = True
     yield
 
 

@@ -62,19 +62,40 @@ class ArrayImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        if self.guard is not None:
-            self.guard(index)
-        return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
+        image = Image.fromarray(self.images[index], mode="L")
+        if self.guard is None:
+            return image, int(self.labels[index])
+        self.guard(index)
+        return image, self.guard.label(index, self.labels[index])
 
 
 class OodGuard:
-    """Raises when an ID test or OOD image is read while ``allowed`` is False."""
+    """Raises when an ID test or OOD image is read while ``allowed`` is False; while
+    ``labels_allowed`` is False its labels are served as ``ForbiddenLabel``s, which raise on
+    any use (conversion, comparison, hashing, collation into a batch)."""
 
     allowed = True
+    labels_allowed = True
 
     def __call__(self, index: int) -> None:
         if not OodGuard.allowed:
             raise AssertionError(f"test or OOD example {index} read before the evaluation phase")
+
+    def label(self, index: int, value: Any) -> Any:
+        return int(value) if OodGuard.labels_allowed else ForbiddenLabel(index)
+
+
+class ForbiddenLabel:
+    """A test or OOD label that must not be read: every way of using it raises."""
+
+    def __init__(self, index: int) -> None:
+        self._index = index
+
+    def _read(self, *_args: Any) -> Any:
+        raise AssertionError(f"the label of test or OOD example {self._index} was read")
+
+    __int__ = __index__ = __float__ = __bool__ = __hash__ = __array__ = _read
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __format__ = _read
 
 
 # --- methods: predictions and checkpoints -------------------------------------------------

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from lpft.analysis import figures
-from lpft.analysis.report import load_runs, write_report
+from lpft.analysis.report import (
+    DOCTOR_FILE,
+    doctor_section,
+    load_runs,
+    render_markdown,
+    write_report,
+)
 from lpft.cli import main as cli_main
 from lpft.cli.main import main
 from lpft.errors import LpftError
@@ -231,3 +237,25 @@ def test_cli_errors_exit_with_code_2(make_run_dir, tmp_path: Path, capsys) -> No
     assert f"lpft: error: {tmp_path / 'missing'}: no such run directory" in capsys.readouterr().err
     assert main(["report", str(make_run_dir("a")), str(make_run_dir("b"))]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_doctor_diagnosis_in_the_run_directory_gets_its_section(make_run_dir) -> None:
+    assert doctor_section(load_runs([make_run_dir("plain")])[0]) == []
+    run_dir = make_run_dir("run")
+    doctor = {
+        "recommendation": "lpft",
+        "confidence": 0.87,
+        "reason": "target features lag",
+        "doctor_seconds": 12.0,
+        "indicators": [
+            {"name": "distortion asymmetry", "value": 0.9, "reference": 1.0, "reading": "lags"},
+            {"name": "short FT - LP", "value": -0.01, "reference": None, "reading": "LP suffices"},
+        ],
+        "estimated_cost_seconds": {"lp": 2.0, "ft": 90.0},
+    }
+    (run_dir / DOCTOR_FILE).write_text(json.dumps(doctor))
+    report = render_markdown(doctor_section(load_runs([run_dir])[0]))
+    assert "## synthetic-a: lpft doctor" in report
+    assert "Recommendation: lpft (confidence 87%): target features lag." in report
+    assert "| distortion asymmetry | 0.900 | 1.000 | lags |" in report
+    assert "lp 2 s, ft 90 s" in report

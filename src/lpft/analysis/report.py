@@ -31,6 +31,8 @@ REQUIRED_FIELDS = (
 )
 FIGURE_DIR = "figures"
 REPORT_STEM = "report"
+# Written into a run directory by ``lpft doctor --run-dir``; the report shows it when present.
+DOCTOR_FILE = "doctor.json"
 
 
 @dataclass
@@ -164,8 +166,37 @@ def report_blocks(runs: list[Run]) -> list[Block]:
     blocks += runs_section(runs)
     blocks += failures_section(runs)
     for run in runs:
+        blocks += doctor_section(run)
         blocks += run_section(run, styles, len(runs) > 1)
     return blocks
+
+
+def doctor_section(run: Run) -> list[Block]:
+    """The ``lpft doctor`` diagnosis saved in the run directory, if any."""
+    path = run.directory / DOCTOR_FILE
+    if not path.is_file():
+        return []
+    doctor = read_json(path)
+    rows = [
+        [
+            (item["name"], None),
+            (f"{item['value']:.3f}", None),
+            ("" if item["reference"] is None else f"{item['reference']:.3f}", None),
+            (item["reading"], None),
+        ]
+        for item in doctor["indicators"]
+    ]
+    costs = ", ".join(f"{m} {s:.0f} s" for m, s in doctor["estimated_cost_seconds"].items())
+    return [
+        Heading(f"{run.label}: lpft doctor", 2),
+        Paragraph(
+            f"Recommendation: {doctor['recommendation']} (confidence "
+            f"{doctor['confidence']:.0%}): {doctor['reason']}. Measured by cheap probes in "
+            f"{doctor['doctor_seconds']:.0f} s, from ID labels and unlabeled target images."
+        ),
+        Table(["indicator", "value", "ID reference", "reading"], rows),
+        Paragraph(f"Estimated cost of a full run of each method: {costs}."),
+    ]
 
 
 def partial_warning(run: Run) -> str:

@@ -13,7 +13,6 @@ from rich.table import Table
 
 from lpft.cli.run import TABLE_WIDTH, add_input_arguments, config_from_args
 
-DOCTOR_FILE = "doctor.json"
 # ``lpft run`` flags the doctor does not take, at the values that leave the config alone.
 RUN_ONLY_DEFAULTS = {
     "methods": None,
@@ -52,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--run-dir",
         type=Path,
         metavar="DIR",
-        help=f"also write {DOCTOR_FILE} into this run directory and add it to its report",
+        help="also write doctor.json into this run directory and add it to its report",
     )
     p.add_argument("--json", action="store_true", help="print the JSON document only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -62,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def doctor(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from lpft.analysis.report import write_report
+    from lpft.analysis.report import DOCTOR_FILE, RESULTS_FILE, write_report
     from lpft.doctor.diagnose import diagnose
     from lpft.doctor.targets import ImageFiles
     from lpft.errors import ConfigError
@@ -76,7 +75,7 @@ def doctor(args: argparse.Namespace) -> int:
         document = diagnose(config, progress, targets, args.probe_epochs)
     if args.run_dir is not None:
         atomic_write_json(args.run_dir / DOCTOR_FILE, document)
-        if (args.run_dir / "results.json").is_file():
+        if (args.run_dir / RESULTS_FILE).is_file():
             write_report([args.run_dir], args.run_dir)
     if args.json:
         print(json.dumps(document, indent=2))

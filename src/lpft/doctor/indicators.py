@@ -6,9 +6,7 @@
   their pretrained norm (``analysis.distortion``); its ratio on target against ID inputs is the
   distortion asymmetry (the paper: FT changes features only where the ID data lie).
 - ``agreement``: the share of target inputs on which two predictors give the same class.
-- ``atc_accuracy``: the target accuracy a predictor is expected to reach, by average
-  thresholded confidence (Garg et al., ICLR 2022): the confidence threshold that, on ID val,
-  leaves as many examples above it as were classified correctly, applied to the target.
+- ``change_ratio``: the distortion asymmetry with its bootstrap standard error.
 """
 
 from __future__ import annotations
@@ -47,20 +45,6 @@ def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
 
 def agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
     return float((logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).double().mean())
-
-
-def confidence(logits: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits.double(), dim=1).max(dim=1).values
-
-
-def atc_accuracy(
-    val_logits: torch.Tensor, val_labels: torch.Tensor, target_logits: torch.Tensor
-) -> float:
-    """Average thresholded confidence: the expected target accuracy in [0, 1]."""
-    val_confidence = confidence(val_logits)
-    val_accuracy = float((val_logits.argmax(dim=1) == val_labels).double().mean())
-    threshold = torch.quantile(val_confidence, 1.0 - val_accuracy)
-    return float((confidence(target_logits) > threshold).double().mean())
 
 
 def change_ratio(
