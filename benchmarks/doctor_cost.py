@@ -35,7 +35,7 @@ def main() -> None:
     lpft = [sys.executable, "-m", "lpft"]
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        run_flags = ["--quiet", "--no-report", "--out", str(root / "run")]
+        run_flags = ["--quiet", "--out", str(root / "run")]
         run = timed([*lpft, "run", "--model", args.model, *run_flags], root / "run-home")
         doctor = timed([*lpft, "doctor", "--model", args.model, "--quiet", "--json"], root / "home")
     print(f"lpft run (default): {run:.1f} s")

@@ -4,6 +4,7 @@ JSON document's schema, a folder of target images, and ``--run-dir``."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,12 @@ def test_a_bad_target_folder_is_one_line_naming_it(capsys, tmp_path: Path) -> No
     error = capsys.readouterr().err.strip()
     assert error.startswith("lpft: error: --target") and "empty" in error
     assert "\n" not in error
+
+
+def test_terminal_output_reads_every_indicator_and_gives_costs(capsys) -> None:
+    assert main(["doctor", *TINY]) == 0
+    out = capsys.readouterr().out
+    for name in ("distortion asymmetry", "uncovered target energy (shifted)", "agreement"):
+        assert name in out
+    assert re.search(r"recommendation: (lp|lpft|wise-ft|ft) \(confidence \d+%\)", out)
+    assert re.search(r"cost .*\d+ s", out)

@@ -104,11 +104,12 @@ def print_diagnosis(document: dict[str, Any], console: Console) -> None:
         f"[bold]recommendation: {document['recommendation']}[/] "
         f"(confidence {document['confidence']:.0%}): {document['reason']}"
     )
-    costs = Table(title="estimated cost of a full run of each method (from the probes)")
+    costs = Table(title="full run, estimated from the probes", title_justify="left")
     costs.add_column("method", style="bold")
-    costs.add_column("seconds", justify="right")
-    for method, seconds in document["estimated_cost_seconds"].items():
-        costs.add_row(method, f"{seconds:.0f}")
+    for method in document["estimated_cost_seconds"]:
+        costs.add_column(method, justify="right")
+    seconds = [f"{s:.0f} s" for s in document["estimated_cost_seconds"].values()]
+    costs.add_row("cost", *seconds)
     console.print(costs)
-    seconds = document["doctor_seconds"]
-    print(f"doctor: {seconds:.0f} s; no target or OOD label read", file=sys.stderr)
+    took = document["doctor_seconds"]
+    print(f"doctor: {took:.0f} s; no target or OOD label read", file=sys.stderr)
