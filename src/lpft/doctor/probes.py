@@ -28,7 +28,6 @@ from lpft.training.logreg import predict_logits
 PROBE_SEED = 0
 # The probes, in the order they are fitted; each may start from those before it.
 PROBES = ("lp", "ft", "lpft", "wise-ft")
-REQUIREMENTS = {"lp": (), "ft": (), "lpft": ("lp",), "wise-ft": ("lp", "ft")}
 
 
 @dataclass
@@ -112,16 +111,13 @@ def run_probes(
             begun = time.perf_counter()
             cell_dir = Path(workdir) / method
             cell_dir.mkdir()
-            candidates = method_for(method).fit(
-                ctx,
-                options,
-                probe_hparams(method, options),
-                PROBE_SEED,
-                cell_dir,
-                {key: selected[key] for key in REQUIREMENTS[method]},
+            fitter = method_for(method)
+            required = {key: selected[key] for key in fitter.requirements(options)}
+            candidates = fitter.fit(
+                ctx, options, probe_hparams(method, options), PROBE_SEED, cell_dir, required
             )
             choice = best_candidate(candidates)
-            predictor = next(method_for(method).predictors(ctx, cell_dir, [choice]))
+            predictor = next(fitter.predictors(ctx, cell_dir, [choice]))
             selected[method] = Selected(choice, predictor)
             seconds = time.perf_counter() - begun
             val, outputs = probe_outputs(ctx, predictor, id_val, pretrained, loaders)
