@@ -5,8 +5,9 @@ Digits-shift cases: each argument is the directory of a full ``lpft run`` with a
 (its probes read ID train / val and the OOD images, never a label of theirs). The winners are
 the methods whose realised OOD average is not resolved below the best method's (the per-seed
 paired difference's 90% t-interval does not exclude 0). Two scores per call: *regime*, whether
-it says FT exactly when FT is among the winners (the issue's "glyph-resnet: not ft,
-glyph-resnet-letters: ft"), and *exact*, whether the method it names is among the winners.
+it says FT exactly when FT is the only winner and not when FT is not a winner (the issue's
+"glyph-resnet: not ft, glyph-resnet-letters: ft"; a tie of FT with another method accepts
+either call), and *exact*, whether the method it names is among the winners.
 Theory cases: the two-layer linear simulator (``lpft theory``) with the doctor's rule on its
 measurements; the winners are the methods within 5% of the smallest worst-case OOD loss.
 
@@ -59,7 +60,8 @@ def winners(per_seed: dict[str, list[float]]) -> list[str]:
 
 
 def scores(call: str, won: list[str]) -> str:
-    regime = (call == "ft") == ("ft" in won)
+    """Regime: FT called exactly when FT wins alone (a tie of FT with another accepts both)."""
+    regime = (call == "ft") == ("ft" in won) or ("ft" in won and len(won) > 1)
     return f"{'hit' if regime else 'MISS'} | {'hit' if call in won else 'miss'}"
 
 

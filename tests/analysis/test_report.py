@@ -13,7 +13,6 @@ from lpft.analysis.report import (
     DOCTOR_FILE,
     doctor_section,
     load_runs,
-    render_markdown,
     write_report,
 )
 from lpft.cli import main as cli_main
@@ -239,7 +238,10 @@ def test_cli_errors_exit_with_code_2(make_run_dir, tmp_path: Path, capsys) -> No
     assert "--out" in capsys.readouterr().err
 
 
-def test_a_doctor_diagnosis_in_the_run_directory_gets_its_section(make_run_dir) -> None:
+def test_a_doctor_diagnosis_in_the_run_directory_gets_its_section(
+    make_run_dir, monkeypatch
+) -> None:
+    monkeypatch.setattr(figures, "FIGURE_SPECS", [])  # the figures are not what is tested here
     assert doctor_section(load_runs([make_run_dir("plain")])[0]) == []
     run_dir = make_run_dir("run")
     doctor = {
@@ -254,7 +256,8 @@ def test_a_doctor_diagnosis_in_the_run_directory_gets_its_section(make_run_dir) 
         "estimated_cost_seconds": {"lp": 2.0, "ft": 90.0},
     }
     (run_dir / DOCTOR_FILE).write_text(json.dumps(doctor))
-    report = render_markdown(doctor_section(load_runs([run_dir])[0]))
+    write_report([run_dir], run_dir)
+    report = (run_dir / "report.md").read_text()
     assert "## synthetic-a: lpft doctor" in report
     assert "Recommendation: lpft (confidence 87%): target features lag." in report
     assert "| distortion asymmetry | 0.900 | 1.000 | lags |" in report
