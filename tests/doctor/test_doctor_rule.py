@@ -40,7 +40,7 @@ def test_change_ratio_compares_relative_feature_change_on_target_and_id() -> Non
 
 
 def measurements(asymmetry: float, id_score: dict[str, float]) -> Measurements:
-    target = TargetMeasures(100, asymmetry, 0.02, 0.1 * asymmetry, 0.1, 0.05, 0.03, 0.9, 0.95)
+    target = TargetMeasures(asymmetry, 0.02, 0.1 * asymmetry, 0.1, 0.05, 0.03, 0.9, 0.95)
     return Measurements(id_score, {"target": target})
 
 

@@ -92,7 +92,6 @@ def measure(probes: ProbeSet) -> Measurements:
             ft.val.features,
         )
         targets[name] = TargetMeasures(
-            size=len(pretrained.features),
             change_ratio=ratio,
             change_ratio_se=se,
             change_target=indicators.relative_change(

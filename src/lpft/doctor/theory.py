@@ -72,7 +72,6 @@ def theory_measurements(
         id_inputs @ fine_tuned.T,
     )
     target = TargetMeasures(
-        size=len(targets),
         change_ratio=ratio,
         change_ratio_se=se,
         change_target=indicators.relative_change(

@@ -28,7 +28,6 @@ TRAINING_SE = 0.024
 class TargetMeasures:
     """Per target set: distortion under the FT probe, coverage and agreement."""
 
-    size: int
     change_ratio: float
     change_ratio_se: float
     change_target: float
@@ -126,16 +125,18 @@ def indicators(m: Measurements) -> list[Indicator]:
 
 def asymmetry_indicator(m: Measurements) -> Indicator:
     value = m.asymmetry
-    per_set = ", ".join(f"{n} {t.change_ratio:.2f}" for n, t in m.targets.items())
+    per_set = ", ".join(
+        f"{n} {t.change_target:.3f} / {t.change_id:.3f}" for n, t in m.targets.items()
+    )
     if value < 1.0:
         reading = (
-            f"target features move less than ID features under FT ({per_set}): the paper's "
-            "distortion, FT's head will not match the target's features"
+            f"FT moves the target's features less than the ID ones (relative change, target / "
+            f"ID val: {per_set}): the paper's distortion, FT's head will not fit the target"
         )
     else:
         reading = (
-            f"target features move as much as ID features under FT ({per_set}): FT's feature "
-            "changes reach the target"
+            f"FT moves the target's features as much as the ID ones (relative change, target / "
+            f"ID val: {per_set}): FT's changes reach the target"
         )
     return Indicator(
         "distortion_asymmetry",
