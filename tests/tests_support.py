@@ -85,6 +85,13 @@ class OodGuard:
         return int(value) if OodGuard.labels_allowed else ForbiddenLabel(index)
 
 
+class NeverRead:
+    """A guard for a split that must not be read at all."""
+
+    def __call__(self, index: int) -> None:
+        raise AssertionError(f"example {index} of a split that must never be read was read")
+
+
 class ForbiddenLabel:
     """A test or OOD label that must not be read: every way of using it raises."""
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from lpft.data import Benchmark, BuildContext, EvalSplit, register_benchmark
 from lpft.models import BUILTIN_BACKBONES
 from lpft.models.glyph_resnet import GlyphResNet
-from tests_support import ArrayImages, OodGuard
+from tests_support import ArrayImages, NeverRead, OodGuard
 
 TINY_CLASSES = 4
 
@@ -27,6 +27,8 @@ class TinyOptions(BaseModel):
     per_class: int = 12
     seed: int = 0
     guard_ood: bool = False
+    # ID test raises on any read (for commands that must never touch it).
+    forbid_id_test: bool = False
     shuffle_ood_labels: bool = False
     ood_val: bool = False
     augment: str = "none"
@@ -64,7 +66,7 @@ def build_tiny(context: BuildContext, options: TinyOptions) -> Benchmark:
         classes=[f"c{i}" for i in range(TINY_CLASSES)],
         id_train=ArrayImages(*train),
         id_val=ArrayImages(*val),
-        id_test=ArrayImages(*test, guard),
+        id_test=ArrayImages(*test, NeverRead() if options.forbid_id_test else guard),
         ood={"shifted": EvalSplit(ArrayImages(ood_images, ood_labels, guard))},
         ood_val={"shifted": EvalSplit(ArrayImages(*ood_val, guard))} if options.ood_val else {},
         augment=options.augment,

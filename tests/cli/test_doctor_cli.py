@@ -27,8 +27,15 @@ def doctor_json(capsys, *flags: str) -> dict:
 
 
 def test_doctor_never_reads_a_target_or_ood_label(capsys) -> None:
+    """OOD labels are served as values that raise on any use, ID test raises on any read."""
     OodGuard.labels_allowed = False
-    document = doctor_json(capsys, "--set", "benchmark_options.guard_ood=true")
+    document = doctor_json(
+        capsys,
+        "--set",
+        "benchmark_options.guard_ood=true",
+        "--set",
+        "benchmark_options.forbid_id_test=true",
+    )
     assert document["ood_labels_used"] is False
     assert document["targets"] == {"shifted": 48}
     assert document["recommendation"] in METHODS
