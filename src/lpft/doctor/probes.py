@@ -70,7 +70,8 @@ def probe_options(config: RunConfig, method: str, epochs: int | None) -> BaseMod
     return options
 
 
-def probe_hparams(method: str, options: BaseModel) -> dict[str, float]:
+def probe_hparams(options: BaseModel) -> dict[str, float]:
+    """The middle learning rate of a grid; nothing for a method without one."""
     if hasattr(options, "lrs"):
         return {"lr": middle(list(options.lrs))}
     return {}
@@ -114,7 +115,7 @@ def run_probes(
             fitter = method_for(method)
             required = {key: selected[key] for key in fitter.requirements(options)}
             candidates = fitter.fit(
-                ctx, options, probe_hparams(method, options), PROBE_SEED, cell_dir, required
+                ctx, options, probe_hparams(options), PROBE_SEED, cell_dir, required
             )
             choice = best_candidate(candidates)
             predictor = next(fitter.predictors(ctx, cell_dir, [choice]))
@@ -122,13 +123,13 @@ def run_probes(
             seconds = time.perf_counter() - begun
             val, outputs = probe_outputs(ctx, predictor, id_val, pretrained, loaders)
             probes[method] = Probe(
-                method,
-                choice.hparams,
-                choice.id_val,
-                seconds,
-                val,
-                outputs,
-                getattr(options, "epochs", None),
+                method=method,
+                hparams=choice.hparams,
+                id_val=choice.id_val,
+                seconds=seconds,
+                val=val,
+                targets=outputs,
+                epochs=getattr(options, "epochs", None),
             )
     return ProbeSet(id_train, id_val, pretrained, probes, extraction)
 
