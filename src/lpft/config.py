@@ -25,6 +25,12 @@ def method_class(key: str) -> Any:
     return METHODS.get(method_base_name(key))
 
 
+def _validated_method_options(name: str, options: Any) -> BaseModel:
+    return validate_options(
+        method_class(name).options_model, options, "config", prefix=("methods", name)
+    )
+
+
 class SlurmOptions(StrictModel):
     """One Slurm job per cell, submitted through submitit (``pip install 'lpft[slurm]'``)."""
 
@@ -130,12 +136,22 @@ class RunConfig(StrictModel):
     def _validate_methods(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             raise ValueError("at least one method is required")
-        return {
-            name: validate_options(
-                method_class(name).options_model, options, "config", prefix=("methods", name)
-            )
-            for name, options in value.items()
-        }
+        methods: dict[str, BaseModel] = {}
+        for name, options in value.items():
+            validated = _validated_method_options(name, options)
+            methods.setdefault(name, validated)
+            for companion, settings in method_class(name)().companions(name, validated).items():
+                if companion not in value:
+                    methods[companion] = _validated_method_options(companion, settings)
+        return methods
+
+    @model_validator(mode="after")
+    def _requirements_serve(self) -> RunConfig:
+        """Each method's requirements, as this run configures them, can serve it (before any
+        work: ``Method.check_requirements``)."""
+        for name, options in self.methods.items():
+            method_class(name)().check_requirements(options, self.method_options)
+        return self
 
     @model_validator(mode="after")
     def _known_benchmark_options(self) -> RunConfig:
@@ -154,12 +170,29 @@ class RunConfig(StrictModel):
         if name in self.methods:
             return self.methods[name]
         layer = _benchmark_method_defaults(BENCHMARKS.get(self.benchmark).defaults, [name])
+        settings = deep_merge(layer["methods"][name], self._required_settings(name))
+        source = f"benchmark '{self.benchmark}' defaults"
+        options = validate_options(
+            method_class(name).options_model, settings, source, prefix=("methods", name)
+        )
+        if not self.quick:
+            return options
+        quick = method_class(name)().quick_options(options)
         return validate_options(
             method_class(name).options_model,
-            layer["methods"][name],
-            f"benchmark '{self.benchmark}' defaults",
+            deep_merge(settings, quick),
+            source,
             prefix=("methods", name),
         )
+
+    def _required_settings(self, name: str) -> dict[str, Any]:
+        """What the listed methods that require ``name`` set for it
+        (``Method.requirement_options``)."""
+        settings: dict[str, Any] = {}
+        for key, options in self.methods.items():
+            implied = method_class(key)().requirement_options(options).get(name, {})
+            settings = deep_merge(settings, implied)
+        return settings
 
     def to_plain(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from lpft.config import resolve_config
 from lpft.errors import ConfigError
 from lpft.methods import wise_ft
 from lpft.methods.base import Candidate, LinearHead, Network, Selected
-from lpft.methods.wise_ft import WiseFT, WiseFTOptions, interpolate
+from lpft.methods.wise_ft import DEFAULT_BASE, WiseFT, WiseFTOptions, interpolate
 from lpft.models.backbone import Classifier
 from lpft.run.context import RunContext
+from lpft.run.runner import Runner, plan_methods
 from lpft.validation import validate_options
 from tests_support import logits_on
 
@@ -40,7 +42,9 @@ def endpoints(ctx: RunContext) -> tuple[Classifier, Classifier, dict[str, Select
     theta1 = perturbed(Classifier(ctx.fresh_backbone(), classes), seed=2).eval()
     required = {
         "lp": Selected(Candidate({"C": 1.0}, 0.5, "head", "heads.pt"), head),
-        "ft": Selected(Candidate({"lr": 0.01}, 0.5, "model", "best.pt"), Network(theta1)),
+        DEFAULT_BASE: Selected(
+            Candidate({"lr": 0.01}, 0.5, "model", "best.pt"), Network(theta1)
+        ),
     }
     return theta0, theta1, required
 
@@ -91,3 +95,58 @@ def test_options_refuse_alphas_outside_the_unit_interval_and_a_linear_base() -> 
     with pytest.raises(ConfigError, match="base"):
         validate_options(WiseFTOptions, {"base": "lp"}, "config")
     assert WiseFT().requirements(WiseFTOptions(base="lpft")) == ("lp", "lpft")
+
+
+def candidate_at(entry: dict, alpha: float) -> dict:
+    (cell,) = entry["seeds"][0]["cells"]
+    return next(c for c in cell["candidates"] if c["hparams"]["alpha"] == alpha)
+
+
+def test_alpha_ends_are_theta0_and_the_base_fine_tuned_from_it(tiny_overrides: dict) -> None:
+    """α = 0 predicts as pretrained + the selected LP head, α = 1 as the base's selected
+    fine-tune, which started from that head; endpoints and the fixed α = 0.5 row are recorded."""
+    tiny_overrides.update(
+        seeds=1,
+        methods={
+            "lp": {"C": [1e-2, 1.0]},
+            DEFAULT_BASE: {"head_init": "lp"},
+            "wise-ft": {"alphas": [0.0, 0.5, 1.0]},
+        },
+    )
+    results = Runner(resolve_config(quick=True, overrides=tiny_overrides), quiet=True).run()
+    methods = results["methods"]
+    lp, base = methods["lp"]["seeds"][0]["selected"], methods[DEFAULT_BASE]["seeds"][0]["selected"]
+    wise = methods["wise-ft"]
+    for alpha, endpoint in ((0.0, lp), (1.0, base)):
+        candidate = candidate_at(wise, alpha)
+        assert candidate["id_val"] == endpoint["id_val"]
+        assert candidate["scores"] == endpoint["scores"]
+    assert candidate_at(wise, 0.5)["endpoints"] == {
+        "theta0": {"backbone": "pretrained", "head": "lp", "hparams": lp["hparams"]},
+        "theta1": {
+            "method": DEFAULT_BASE,
+            "hparams": base["hparams"],
+            "best_epoch": base["best_epoch"],
+        },
+        "theta1_init": "lp",
+    }
+    fixed = methods["wise-ft@fixed"]
+    assert not fixed["hidden"]
+    assert fixed["seeds"][0]["selected"]["hparams"] == {"alpha": 0.5}
+    assert fixed["seeds"][0]["selected"]["scores"] == candidate_at(wise, 0.5)["scores"]
+
+
+def test_an_unlisted_base_starts_from_theta0_and_a_listed_one_must(tiny_overrides: dict) -> None:
+    tiny_overrides["methods"] = ["lp", "wise-ft"]
+    config = resolve_config(overrides=tiny_overrides)
+    assert config.method_options(DEFAULT_BASE).head_init == "lp"
+    assert list(config.methods) == ["lp", "wise-ft", "wise-ft@fixed"]
+    hidden = [p.key for p in plan_methods(config) if p.hidden]
+    assert hidden == [DEFAULT_BASE]
+
+    tiny_overrides["methods"] = {"lp": {}, "ft": {}, "wise-ft": {"base": "ft"}}
+    with pytest.raises(ConfigError, match="base 'ft' starts from a fresh head, not from θ0"):
+        resolve_config(overrides=tiny_overrides)
+    tiny_overrides["methods"] = {"ft": {"head_init": "zeroshot"}, "wise-ft": {"base": "ft"}}
+    with pytest.raises(ConfigError, match="starts from the zero-shot head"):
+        resolve_config(overrides=tiny_overrides)

@@ -177,6 +177,30 @@ class Method(ABC):
         the runner fits them first."""
         return self.requires
 
+    def requirement_options(self, options: BaseModel) -> dict[str, dict[str, Any]]:
+        """Option settings for required methods that the run does not list itself, by key
+        (wise-ft: its base fine-tunes from wise-ft's θ₀)."""
+        return {}
+
+    def check_requirements(
+        self, options: BaseModel, options_of: Callable[[str], BaseModel]
+    ) -> None:
+        """Raise ``ConfigError`` (one line) when the required methods, with the options this
+        run gives them (``options_of(key)``), cannot serve this method; called before any work."""
+        return None
+
+    def starts_from(self, options: BaseModel) -> str | None:
+        """The network this method trains from, when it is the pretrained backbone with a head
+        another method gives: ``"lp"`` (the LP head selected for the seed) or ``"zeroshot"``
+        (the zero-shot head); None otherwise (a fresh head, or no network)."""
+        return None
+
+    def companions(self, key: str, options: BaseModel) -> dict[str, dict[str, Any]]:
+        """Variants of the run's method ``key`` that the run lists right after it, each a row
+        of its own, as key -> options (wise-ft: the paper's fixed α = 0.5); a key the run
+        already lists keeps its own options."""
+        return {}
+
     def sweep_axes(self, options: BaseModel) -> tuple[str, ...]:
         """Names of the hyperparameters a candidate varies over (the tables' and figures' axes),
         the main axis first."""

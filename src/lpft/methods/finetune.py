@@ -30,8 +30,9 @@ class FineTuneOptions(TrainingOptions):
     """End-to-end training of backbone and head over a learning-rate grid."""
 
     lrs: list[PositiveFloat] = Field(default_factory=lambda: list(PAPER_FT_LRS), min_length=1)
+    # "lp": the LP head selected for the seed (as LP-FT; wise-ft's default base);
     # "zeroshot": the head a backbone with a text tower (CLIP) builds from the class names
-    head_init: Literal["default", "zero", "zeroshot"] = "default"
+    head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
 
     @field_validator("lrs")
     @classmethod
@@ -54,6 +55,10 @@ class FineTune(Method):
         """``requires``, plus ``lp`` whenever the head starts from the LP solution."""
         from_lp = options.head_init == "lp" and "lp" not in self.requires
         return (*self.requires, "lp") if from_lp else self.requires
+
+    def starts_from(self, options: FineTuneOptions) -> str | None:
+        """``head_init`` when the head is one another method gives (``lp``, ``zeroshot``)."""
+        return options.head_init if options.head_init in ("lp", "zeroshot") else None
 
     def init_head(
         self,

@@ -2,24 +2,28 @@
 al., *Robust fine-tuning of zero-shot models*, CVPR 2022).
 
 θ(α) = (1 − α)·θ₀ + α·θ₁ for every floating-point tensor of the network, BatchNorm statistics
-included: θ₀ is the pretrained backbone with the LP head selected for the seed, θ₁ the network
-of ``base`` (FT by default) selected for the seed. No training of its own: each α on the grid is
-a candidate, α is selected on ID val, and every α is evaluated, so the whole curve is reported.
+included. θ₀ is the pretrained backbone with the LP head selected for the seed (``theta0: lp``)
+or with the zero-shot head of a CLIP backbone (``theta0: zeroshot``); θ₁ is the network of
+``base`` selected for the seed, which must be a fine-tune that *started from* θ₀ (the paper's
+endpoints): by default ``ft@theta0``, FT with ``head_init`` set to ``theta0``, and a base that
+starts elsewhere is refused before any work. No training of its own: each α on the grid is a
+candidate, α is selected on ID val, and every α is evaluated, so the whole curve is reported;
+the paper's fixed α = 0.5 is a row of its own (the companion variant ``wise-ft@fixed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from lpft.errors import ConfigError
 from lpft.io import atomic_torch_save
 from lpft.methods.base import Candidate, Method, MethodContext, Network, Selected
-from lpft.methods.finetune import start_from_lp_head
+from lpft.methods.finetune import copy_head, start_from_lp_head, zeroshot_head
 from lpft.models.backbone import Classifier
 from lpft.registry import METHODS, method_base_name
 from lpft.training.distributed import is_main_process
@@ -28,6 +32,12 @@ from lpft.training.features import forward_split
 from lpft.validation import StrictModel, distinct
 
 ENDPOINTS = "endpoints.pt"
+# The default base: FT with its head started as θ₀'s (``requirement_options``).
+DEFAULT_BASE = "ft@theta0"
+# The paper's fixed mixing coefficient, reported as a row of its own next to the selected α.
+PAPER_ALPHA = 0.5
+FIXED_LABEL = "fixed"
+THETA0_NAMES = {"lp": "the LP head", "zeroshot": "the zero-shot head"}
 State = dict[str, torch.Tensor]
 
 
@@ -40,7 +50,11 @@ class WiseFTOptions(StrictModel):
     """Interpolation between pretrained + LP head (α = 0) and a fine-tuned network (α = 1)."""
 
     alphas: list[float] = Field(default_factory=default_alphas, min_length=1)
-    base: str = "ft"
+    base: str = DEFAULT_BASE
+    # θ₀'s head: the selected LP head, or the zero-shot head of a backbone with a text tower.
+    theta0: Literal["lp", "zeroshot"] = "lp"
+    # The α of the row listed next to this one (the companion ``KEY@fixed``); null for none.
+    fixed_alpha: float | None = Field(PAPER_ALPHA, ge=0.0, le=1.0)
 
     @field_validator("alphas")
     @classmethod
@@ -76,7 +90,33 @@ class WiseFT(Method):
     options_model = WiseFTOptions
 
     def requirements(self, options: WiseFTOptions) -> tuple[str, ...]:
-        return ("lp", options.base)
+        return ("lp", options.base) if options.theta0 == "lp" else (options.base,)
+
+    def requirement_options(self, options: WiseFTOptions) -> dict[str, dict[str, Any]]:
+        """An unlisted base fine-tunes from θ₀: its head starts as θ₀'s."""
+        return {options.base: {"head_init": options.theta0}}
+
+    def check_requirements(
+        self, options: WiseFTOptions, options_of: Callable[[str], BaseModel]
+    ) -> None:
+        """θ₁ must be a fine-tune that started from θ₀ (Wortsman et al.'s endpoints)."""
+        base = options.base
+        start = METHODS.get(method_base_name(base))().starts_from(options_of(base))
+        if start == options.theta0:
+            return
+        where = THETA0_NAMES.get(start, f"'{start}'") if start else "a fresh head"
+        raise ConfigError(
+            f"wise-ft: base '{base}' starts from {where}, not from θ0 (the pretrained backbone "
+            f"with {THETA0_NAMES[options.theta0]}); set methods.{base}.head_init: "
+            f"{options.theta0}, or leave '{base}' out of the methods so wise-ft runs it from θ0"
+        )
+
+    def companions(self, key: str, options: WiseFTOptions) -> dict[str, dict[str, Any]]:
+        """The paper's fixed α as a row of its own, on the same endpoints."""
+        if options.fixed_alpha is None:
+            return {}
+        fixed = {"alphas": [options.fixed_alpha], "fixed_alpha": None}
+        return {f"{key}@{FIXED_LABEL}": {**options.model_dump(), **fixed}}
 
     def cells(self, options: WiseFTOptions) -> list[dict[str, float]]:
         return [{}]
@@ -88,7 +128,8 @@ class WiseFT(Method):
         return "alpha"
 
     def quick_options(self, options: WiseFTOptions) -> dict[str, Any]:
-        return {"alphas": [0.0, 0.5, 1.0]}
+        quick = [0.0, PAPER_ALPHA, 1.0]
+        return {"alphas": quick} if len(options.alphas) > len(quick) else {}
 
     def fit(
         self,
@@ -102,6 +143,7 @@ class WiseFT(Method):
         theta0, theta1 = endpoints(ctx, options, required)
         if is_main_process():
             atomic_torch_save(Path(cell_dir) / ENDPOINTS, {"theta0": theta0, "theta1": theta1})
+        facts = {"endpoints": endpoint_facts(options, required)}
         val = ctx.eval_loader("id_val")
         candidates = []
         for index, alpha in enumerate(options.alphas):
@@ -116,6 +158,7 @@ class WiseFT(Method):
                     kind="model",
                     artifact=ENDPOINTS,
                     index=index,
+                    info=facts,
                 )
             )
         return candidates
@@ -132,17 +175,21 @@ class WiseFT(Method):
         (Path(cell_dir) / ENDPOINTS).unlink(missing_ok=True)
 
     def describe(self, options: WiseFTOptions) -> dict[str, str]:
+        fixed = len(options.alphas) == 1
         return {
             "batchnorm": "interpolated",
-            "grid": f"alpha: {len(options.alphas)} values",
+            "grid": f"alpha: {options.alphas[0]:g} fixed"
+            if fixed
+            else f"alpha: {len(options.alphas)} values",
             "base": options.base,
+            "theta0": f"pretrained + {options.theta0} head",
         }
 
 
 def endpoints(
     ctx: MethodContext, options: WiseFTOptions, required: Mapping[str, Selected]
 ) -> tuple[State, State]:
-    """θ₀ (pretrained backbone, selected LP head) and θ₁ (selected ``base`` network), on CPU."""
+    """θ₀ (pretrained backbone, θ₀'s head) and θ₁ (selected ``base`` network), on CPU."""
     fine_tuned = required[options.base].predictor
     if not isinstance(fine_tuned, Network):
         raise ConfigError(
@@ -150,8 +197,24 @@ def endpoints(
             "not a network to interpolate"
         )
     start = Classifier(ctx.fresh_backbone(), ctx.benchmark.num_classes)
-    start_from_lp_head(start, required)
+    if options.theta0 == "zeroshot":
+        copy_head(start, *zeroshot_head(start.backbone, ctx.benchmark.classes))
+    else:
+        start_from_lp_head(start, required)
     return cpu_state(start), cpu_state(fine_tuned.model)
+
+
+def endpoint_facts(options: WiseFTOptions, required: Mapping[str, Selected]) -> dict[str, Any]:
+    """What results.json records of the endpoints: θ₀'s head, θ₁'s selected candidate and the
+    head θ₁'s fine-tuning started from (θ₀'s, which ``check_requirements`` ensured)."""
+    theta0: dict[str, Any] = {"backbone": "pretrained", "head": options.theta0}
+    if options.theta0 == "lp":
+        theta0["hparams"] = required["lp"].candidate.hparams
+    chosen = required[options.base].candidate
+    theta1 = {"method": options.base, "hparams": chosen.hparams}
+    if "best_epoch" in chosen.info:
+        theta1["best_epoch"] = chosen.info["best_epoch"]
+    return {"theta0": theta0, "theta1": theta1, "theta1_init": options.theta0}
 
 
 def mixed_network(ctx: MethodContext, theta0: State, theta1: State, alpha: float) -> Classifier:
