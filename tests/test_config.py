@@ -10,6 +10,7 @@ from lpft.cli.main import main
 from lpft.config import parse_set_option, resolve_config
 from lpft.errors import ConfigError
 from lpft.methods.finetune import PAPER_FT_LRS, FineTuneOptions
+from lpft.methods.lp import default_c_grid
 from lpft.methods.lpft import PAPER_LPFT_LRS, LPFTOptions
 
 
@@ -57,6 +58,11 @@ def test_quick_profile_shrinks_the_work() -> None:
         if isinstance(o, FineTuneOptions)
     )
     assert isinstance(config.methods["lpft"], LPFTOptions)
+
+
+def test_quick_profile_shrinks_a_method_that_runs_only_as_a_requirement() -> None:
+    config = resolve_config(quick=True, overrides={"methods": ["lpft"]})
+    assert default_c_grid()[::3] == config.method_options("lp").C
 
 
 def test_every_method_options_apply_where_the_field_exists() -> None:
