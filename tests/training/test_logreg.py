@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from lpft.training.feature_cache import NpyRowChunks
 from lpft.training.logreg import LogisticRegressionPath, choose_solver, predict_logits
 
 
@@ -111,3 +114,45 @@ def test_solver_choice_is_newton_cg_on_cpu_and_dense_newton_only_for_small_gpu_p
     gpu = torch.device("cuda")
     assert choose_solver(n=200, rank=128, num_classes=10, device=gpu) == "newton"
     assert choose_solver(n=10_000, rank=1024, num_classes=100, device=gpu) == "newton-cg"
+
+
+def wide_spectrum(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 features whose variances span ten decades, in a random basis, with a common
+    offset (as network features have)."""
+    rng = np.random.default_rng(seed)
+    stds = 10.0 ** np.linspace(0, -5, d)
+    rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    labels = rng.integers(k, size=n)
+    means = rng.normal(size=(k, d)) * stds
+    x = (means[labels] + rng.normal(size=(n, d)) * stds) @ rotation.T + 3.0
+    return x.astype(np.float32), labels
+
+
+def test_streamed_and_in_memory_paths_keep_the_same_basis_and_select_the_same_c(
+    tmp_path: Path,
+) -> None:
+    x, y = wide_spectrum(3000, 48, 5, seed=0)
+    train, val = slice(0, 2000), slice(2000, None)
+    np.save(tmp_path / "train.npy", x[train])
+    labels = torch.from_numpy(y[train])
+    in_memory = LogisticRegressionPath(torch.from_numpy(x[train]), labels, 5, solver="newton-cg")
+    streamed = LogisticRegressionPath.streamed(
+        NpyRowChunks(tmp_path / "train.npy"), labels, 5, chunk_rows=500
+    )
+    assert len(streamed.basis.variances) == len(in_memory.basis.variances) > 45
+    torch.testing.assert_close(
+        streamed.basis.variances, in_memory.basis.variances, rtol=1e-6, atol=0
+    )
+
+    grid = [1e-2, 1.0, 1e2, 1e4]
+    x_val, y_val = torch.from_numpy(x[val]), torch.from_numpy(y[val])
+
+    def val_accuracies(path: LogisticRegressionPath) -> list[float]:
+        return [
+            float((predict_logits(x_val, s.weight, s.bias).argmax(1) == y_val).double().mean())
+            for s in path.fit_path(grid)
+        ]
+
+    ours, reference = val_accuracies(streamed), val_accuracies(in_memory)
+    assert ours == reference
+    assert int(np.argmax(ours)) == int(np.argmax(reference))

@@ -8,9 +8,10 @@ path loop waits for the device: every decision a CPU solver takes with an ``if``
 - Each C gets a fixed budget of Newton steps, each with a fixed budget of CG iterations. CG stops
   improving its solution once its residual is small enough (the step size becomes zero), and a
   converged C's Newton step is zero, so spare iterations cost compute but change nothing.
-- The line search evaluates the loss at every step length of the backtracking sequence at once
-  and takes the longest that satisfies Armijo (or, when the loss is flat to rounding near the
-  optimum, the full step).
+- The rules are those of ``lpft.training.newton_rules`` (constants, stopping test, CG target,
+  line search, flat-step fallback). The line search evaluates the loss at every step length of
+  the backtracking sequence at once and takes the longest that satisfies Armijo, or the full
+  step when its loss is flat to rounding and its gradient smaller.
 - Iteration counts and gradient norms stay on the device; the host reads them once, after the
   path. Any C whose gradient is still above the tolerance then gets another round, starting from
   where it stopped (one read per round).
@@ -22,19 +23,23 @@ running them: on CUDA a round is captured once as a CUDA graph and replayed for 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-ARMIJO = 1e-4
+from lpft.training.newton_rules import (
+    ARMIJO,
+    CURVATURE_FLOOR,
+    FORCING_MAX,
+    RESIDUAL_FRACTION_OF_TOL,
+    ROUNDING,
+    STEP_LENGTHS,
+)
+
+# The device's fixed budgets: Newton steps per round, CG iterations per Newton step.
 NEWTON_STEPS = 4
 CG_STEPS = 48
-LINE_SEARCH_HALVINGS = 12
-FORCING_MAX = 0.1
-RESIDUAL_FRACTION_OF_TOL = 0.25
-CURVATURE_FLOOR = 1e-12
 
 Start = Callable[[float], tuple[torch.Tensor, torch.Tensor]]
 
@@ -104,10 +109,9 @@ def solve_path(
     """Every C in order: ``queue_path``, then one read of every gradient norm, and further
     rounds for each C still above ``tol`` until it converges or ``max_iter`` Newton steps."""
     newton_round = NewtonRound(objective, variances, tol)
-    solutions = queue_path(newton_round, Cs, start, on_solution)
-    rounds = max(1, math.ceil(max_iter / NEWTON_STEPS))
+    solutions = queue_path(newton_round, Cs, start, max_iter, on_solution)
     for index in _unconverged(solutions, tol):
-        solutions[index] = _finish(newton_round, solutions[index], tol, rounds - 1)
+        solutions[index] = _finish(newton_round, solutions[index], tol, max_iter)
     return solutions
 
 
@@ -115,9 +119,11 @@ def queue_path(
     newton_round: NewtonRound,
     Cs: Sequence[float],
     start: Start,
+    max_iter: int,
     on_solution: Callable[[DeviceSolution], None] | None = None,
 ) -> list[DeviceSolution]:
-    """One round for every C, queued on the device without reading anything back.
+    """One round (at most ``max_iter`` steps) for every C, queued on the device without reading
+    anything back.
 
     ``start(C)`` gives the starting point from the solutions so far; ``on_solution`` sees each
     C's solution (still on the device) as soon as it is queued, which is how the caller builds
@@ -125,7 +131,7 @@ def queue_path(
     """
     solutions = []
     for C in Cs:
-        solutions.append(newton_round(C, *start(C)))
+        solutions.append(newton_round(C, *start(C), max_iter))
         if on_solution is not None:
             on_solution(solutions[-1])
     return solutions
@@ -147,17 +153,22 @@ class NewtonRound:
         if objective.z.is_cuda:
             self._capture()
 
-    def __call__(self, C: float, coef: torch.Tensor, intercept: torch.Tensor) -> DeviceSolution:
+    def __call__(
+        self, C: float, coef: torch.Tensor, intercept: torch.Tensor, steps_left: int
+    ) -> DeviceSolution:
+        """At most ``steps_left`` (and ``NEWTON_STEPS``) Newton steps from (coef, intercept)."""
         penalty = 1.0 / (C * self.objective.n)
         if self._graph is None:
             penalty_tensor = torch.full((), penalty, dtype=torch.float64, device=coef.device)
+            left = torch.full((), steps_left, dtype=torch.int64, device=coef.device)
             found = _newton_steps(
-                self.objective, self.variances, penalty_tensor, coef, intercept, self.tol
+                self.objective, self.variances, penalty_tensor, coef, intercept, left, self.tol
             )
         else:
             self._penalty.fill_(penalty)
             self._coef.copy_(coef)
             self._intercept.copy_(intercept)
+            self._steps_left.fill_(steps_left)
             self._graph.replay()
             found = tuple(value.clone() for value in self._outputs)
         return DeviceSolution(C, *found)
@@ -168,7 +179,15 @@ class NewtonRound:
         self._penalty = torch.ones((), dtype=torch.float64, device=device)
         self._coef = torch.zeros(k, r, dtype=torch.float64, device=device)
         self._intercept = torch.zeros(k, dtype=torch.float64, device=device)
-        inputs = (self.objective, self.variances, self._penalty, self._coef, self._intercept)
+        self._steps_left = torch.full((), NEWTON_STEPS, dtype=torch.int64, device=device)
+        inputs = (
+            self.objective,
+            self.variances,
+            self._penalty,
+            self._coef,
+            self._intercept,
+            self._steps_left,
+        )
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
@@ -185,15 +204,18 @@ def _unconverged(solutions: list[DeviceSolution], tol: float) -> list[int]:
 
 
 def _finish(
-    newton_round: NewtonRound, solution: DeviceSolution, tol: float, rounds: int
+    newton_round: NewtonRound, solution: DeviceSolution, tol: float, max_iter: int
 ) -> DeviceSolution:
-    """Further rounds for one C, reading its gradient norm after each."""
-    for _ in range(rounds):
-        if float(solution.grad_max) <= tol:
-            break
-        more = newton_round(solution.C, solution.coef, solution.intercept)
+    """Further rounds for one C, reading its gradient norm and step count after each, until
+    it converges, stalls (a round takes no step) or has taken ``max_iter`` Newton steps."""
+    taken = int(solution.iterations)
+    while float(solution.grad_max) > tol and taken < max_iter:
+        more = newton_round(solution.C, solution.coef, solution.intercept, max_iter - taken)
+        steps = int(more.iterations)
         more.iterations = more.iterations + solution.iterations
-        solution = more
+        solution, taken = more, taken + steps
+        if steps == 0:
+            break
     return solution
 
 
@@ -203,15 +225,18 @@ def _newton_steps(
     penalty: torch.Tensor,
     coef: torch.Tensor,
     intercept: torch.Tensor,
+    steps_left: torch.Tensor,
     tol: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The round's arithmetic: (coef, intercept, Newton steps taken, final max |gradient|)."""
+    """The round's arithmetic: (coef, intercept, Newton steps taken, final max |gradient|);
+    a step is taken while the gradient is above ``tol`` and fewer than ``steps_left`` were."""
     current = objective.evaluate(coef, intercept, penalty)
     iterations = torch.zeros((), dtype=torch.int64, device=coef.device)
     for _ in range(NEWTON_STEPS):
-        active = current["grad_max"] > tol
+        active = (current["grad_max"] > tol) & (iterations < steps_left)
         s_coef, s_int = _cg_direction(objective, current, variances, penalty, tol)
-        step = _line_search(objective, current, coef, s_coef, s_int, penalty)
+        full = objective.evaluate(coef + s_coef, intercept + s_int, penalty)
+        step = _line_search(objective, current, full, coef, s_coef, s_int, penalty)
         step = torch.where(active, step, torch.zeros_like(step))
         coef = coef + step * s_coef
         intercept = intercept + step * s_int
@@ -237,10 +262,7 @@ def _cg_direction(
     p32, grad_max = current["p32"], current["grad_max"]
     curvature = current["curvature"].clamp_min(CURVATURE_FLOOR)
     diag_coef = curvature[:, None] * variances[None, :] + penalty
-    target = torch.clamp(
-        torch.clamp(grad_max.sqrt(), max=FORCING_MAX) * grad_max,
-        min=RESIDUAL_FRACTION_OF_TOL * tol,
-    )
+    target = cg_target(grad_max, tol)
     r_coef, r_int = -current["g_coef"], -current["g_int"]
     z_coef, z_int = r_coef / diag_coef, r_int / curvature
     first_coef, first_int = z_coef, z_int
@@ -271,21 +293,27 @@ def _cg_direction(
     return x_coef, x_int
 
 
+def cg_target(grad_max: torch.Tensor, tol: float) -> torch.Tensor:
+    """``newton_rules.cg_target`` on a device tensor (no host read)."""
+    return torch.clamp(
+        torch.clamp(grad_max.sqrt(), max=FORCING_MAX) * grad_max,
+        min=RESIDUAL_FRACTION_OF_TOL * tol,
+    )
+
+
 def _line_search(
     objective: DeviceObjective,
     current: dict,
+    full: dict,
     coef: torch.Tensor,
     s_coef: torch.Tensor,
     s_int: torch.Tensor,
     penalty: torch.Tensor,
 ) -> torch.Tensor:
-    """The longest of 1, 1/2, 1/4, ... that satisfies Armijo, chosen on the device.
-
-    Near the optimum the decrease can fall below float64 resolution of the loss; the full step
-    is then taken when it leaves the loss unchanged to rounding, and the next gradient decides.
-    Zero when no step qualifies.
-    """
-    steps = 0.5 ** torch.arange(LINE_SEARCH_HALVINGS, dtype=torch.float64, device=coef.device)
+    """The longest of ``STEP_LENGTHS`` that satisfies Armijo, or the full step (evaluated as
+    ``full``) when its loss is flat to rounding and its gradient smaller, chosen on the device;
+    zero when no step qualifies."""
+    steps = torch.tensor(STEP_LENGTHS, dtype=torch.float64, device=coef.device)
     moved = objective.z @ s_coef.T + s_int
     cross_entropy = torch.stack(
         [objective.cross_entropy(current["logits"] + t * moved) for t in steps.unbind()]
@@ -295,8 +323,7 @@ def _line_search(
     slope = (current["g_coef"] * s_coef).sum() + (current["g_int"] * s_int).sum()
     loss = current["loss"]
     accepted = losses <= loss + ARMIJO * steps * slope
-    rounding = 64 * torch.finfo(torch.float64).eps * torch.clamp(loss.abs(), min=1.0)
-    flat = losses[0] <= loss + rounding
-    longest = torch.where(accepted, steps, torch.zeros_like(steps)).max()
-    fallback = torch.where(flat, steps[0], torch.zeros_like(steps[0]))
-    return torch.where(accepted.any(), longest, fallback)
+    rounding = ROUNDING * torch.clamp(loss.abs(), min=1.0)
+    flat_helps = (full["loss"] <= loss + rounding) & (full["grad_max"] < current["grad_max"])
+    accepted[0] = accepted[0] | flat_helps
+    return torch.where(accepted, steps, torch.zeros_like(steps)).max()

@@ -26,14 +26,17 @@ from typing import Protocol
 
 import numpy as np
 
-ARMIJO = 1e-4
-MIN_STEP = 1e-12
-# CG is stopped once its residual (the gradient the quadratic model predicts after the step) is
-# below FORCING * |g| (|g| at most 1) or, near the optimum, a fraction of the tolerance.
-FORCING_MAX = 0.1
-RESIDUAL_FRACTION_OF_TOL = 0.25
+from lpft.training.newton_rules import (
+    CURVATURE_FLOOR,
+    STEP_LENGTHS,
+    armijo_holds,
+    cg_target,
+    converged,
+    flat_step_helps,
+)
+
+# CG's own budget per Newton step (the rules of ``lpft.training.newton_rules`` stop it first).
 MAX_CG_ITERATIONS = 500
-CURVATURE_FLOOR = 1e-12
 
 
 class ChunkSource(Protocol):
@@ -117,8 +120,10 @@ def streamed_basis(
 ) -> StreamedBasis:
     """Scalar standardisation, mean and covariance eigenbasis from one pass over ``source``.
 
-    Products are taken around the first block's mean (float32 products, float64 sums), which
-    keeps the large common mean of network features from swamping the covariance.
+    Products are taken in float64 around the first block's mean, which keeps the large common
+    mean of network features from swamping the covariance; float32 products would lose every
+    direction whose variance is below about 1e-7 of the largest, which the in-memory basis
+    (float64 throughout) keeps.
     """
     n, d = source.rows, source.dim
     total = total_sq = 0.0
@@ -127,11 +132,11 @@ def streamed_basis(
     pivot: np.ndarray | None = None
     for block in source.chunks(chunk_rows):
         if pivot is None:
-            pivot = block.mean(axis=0, dtype=np.float64).astype(np.float32)
+            pivot = block.mean(axis=0, dtype=np.float64)
         total += float(block.sum(dtype=np.float64))
         total_sq += float(np.square(block, dtype=np.float64).sum())
         centred = block - pivot
-        column_sum += centred.sum(axis=0, dtype=np.float64)
+        column_sum += centred.sum(axis=0)
         second += centred.T @ centred
     if standardize == "none":
         shift, scale = 0.0, 1.0
@@ -143,7 +148,7 @@ def streamed_basis(
     covariance = (second / n - np.outer(offset, offset)) / (scale * scale)
     variances, rotation = np.linalg.eigh(covariance)
     keep = variances > rank_tol * max(float(variances.max()), 1e-300)
-    mean = (pivot.astype(np.float64) + offset - shift) / scale
+    mean = (pivot + offset - shift) / scale
     return StreamedBasis(shift, scale, mean, rotation[:, keep], variances[keep])
 
 
@@ -266,7 +271,7 @@ def minimise(
     current = objective.evaluate(coef, intercept, penalty)
     iterations = products = 0
     grad_max = _grad_max(current)
-    while grad_max > tol and iterations < max_iter:
+    while not converged(grad_max, tol) and iterations < max_iter:
         s_coef, s_int, used = _newton_direction(
             objective, current, penalty, variances, grad_max, tol
         )
@@ -290,28 +295,17 @@ def _line_search(
     penalty: float,
     grad_max: float,
 ) -> tuple[np.ndarray, np.ndarray, Evaluation] | None:
-    """Backtrack from the full Newton step until the loss decreases enough (Armijo).
-
-    Near the optimum the decrease can fall below float64 resolution of the loss; a step that
-    leaves the loss unchanged to rounding but shrinks the gradient is then taken as well.
-    """
+    """Backtrack along ``STEP_LENGTHS`` until Armijo holds, the full step also taken when it is
+    flat to rounding and shrinks the gradient (``lpft.training.newton_rules``)."""
     slope = float((current.g_coef * s_coef).sum() + (current.g_int * s_int).sum())
-    rounding = 64 * np.finfo(np.float64).eps * max(abs(current.loss), 1.0)
-    t = 1.0
-    while t >= MIN_STEP:
+    for t in STEP_LENGTHS:
         trial_coef, trial_int = coef + t * s_coef, intercept + t * s_int
         trial = objective.evaluate(trial_coef, trial_int, penalty)
-        if trial.loss <= current.loss + ARMIJO * t * slope:
+        if armijo_holds(trial.loss, current.loss, t, slope):
             return trial_coef, trial_int, trial
-        if trial.loss <= current.loss + rounding and _grad_max(trial) < grad_max:
+        if t == 1.0 and flat_step_helps(trial.loss, current.loss, _grad_max(trial), grad_max):
             return trial_coef, trial_int, trial
-        t *= 0.5
     return None
-
-
-def _cg_target(grad_max: float, tol: float) -> float:
-    """How small CG's residual must get: a superlinear forcing sequence, floored below tol."""
-    return max(min(FORCING_MAX, math.sqrt(grad_max)) * grad_max, RESIDUAL_FRACTION_OF_TOL * tol)
 
 
 def _newton_direction(
@@ -329,7 +323,7 @@ def _newton_direction(
     """
     curvature = np.maximum(current.curvature, CURVATURE_FLOOR)
     diag_coef = curvature[:, None] * variances[None, :] + penalty
-    target = _cg_target(grad_max, tol)
+    target = cg_target(grad_max, tol)
     x_coef, x_int = np.zeros_like(current.g_coef), np.zeros_like(current.g_int)
     r_coef, r_int = -current.g_coef, -current.g_int
     z_coef, z_int = r_coef / diag_coef, r_int / curvature
