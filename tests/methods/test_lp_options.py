@@ -3,6 +3,7 @@ make LP a per-seed fit that LP-FT starts from seed by seed."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from lpft.analysis import tables
 from lpft.config import resolve_config
 from lpft.data import BuildContext, build_transform, create_benchmark
 from lpft.methods.lp import load_heads
@@ -100,3 +102,17 @@ def test_eval_features_keep_one_lp_fit_for_every_seed(tiny_overrides: dict) -> N
     results = runner.run()
     assert [cell.seed for cell in runner.cells["lp"]] == [None]
     assert results["methods"]["lp"]["summary"]["id_test"]["n"] == 1
+
+
+def test_an_unconverged_c_is_marked_in_the_table_and_warned_about(tiny_overrides: dict) -> None:
+    tiny_overrides.update(seeds=1)
+    tiny_overrides["methods"] = {"lp": {"C": [1e-3, 1e2], "max_iter": 1}}
+    results = Runner(resolve_config(overrides=tiny_overrides), quiet=True).run()
+    assert re.search(r"NOT CONVERGED: [^|]*C=100", tables.markdown_summary(results))
+    assert any(note.startswith("lp: C=100 did not converge") for note in tables.warnings(results))
+
+    tiny_overrides["methods"] = {"lp": {"C": [1e-3, 1e2]}}
+    tiny_overrides["out"] += "-converged"
+    results = Runner(resolve_config(overrides=tiny_overrides), quiet=True).run()
+    assert "NOT CONVERGED" not in tables.markdown_summary(results)
+    assert not any("did not converge" in note for note in tables.warnings(results))

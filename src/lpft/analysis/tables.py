@@ -99,7 +99,36 @@ def row_notes(entry: dict[str, Any]) -> str:
     if describe.get("train_features") == "augmented":
         parts.append("augmented LP features")
     parts += [edge.note() for edge in grid_edges(entry)]
+    stopped = unconverged(entry)
+    if stopped:
+        parts.append("NOT CONVERGED: " + ", ".join(c.setting for c in stopped))
     return "; ".join(parts)
+
+
+@dataclass
+class Unconverged:
+    """A candidate whose solver stopped before its own convergence test (gradient <= tol)
+    passed: its accuracies are those of an unfinished fit."""
+
+    setting: str
+    grad_max: float
+    tol: float
+
+
+def unconverged(entry: dict[str, Any]) -> list[Unconverged]:
+    """Every candidate of the method's distinct fits recorded with ``converged: false`` against
+    a ``tol`` it was asked to reach (an exact solver's; a recipe with a fixed iteration count
+    records no ``tol``), in grid order."""
+    seeds = entry["seeds"] if entry.get("seed_dependent", True) else entry["seeds"][:1]
+    return [
+        Unconverged(
+            format_setting(c["hparams"], entry.get("axes")), c.get("grad_max", math.nan), c["tol"]
+        )
+        for seed in seeds
+        for cell in seed["cells"]
+        for c in cell["candidates"]
+        if c.get("converged") is False and "tol" in c
+    ]
 
 
 def selected_setting(entry: dict[str, Any]) -> str:
@@ -365,7 +394,7 @@ def grid_edges(entry: dict[str, Any]) -> list[GridEdge]:
 
 def warnings(results: dict[str, Any]) -> list[str]:
     """What a reader of the table must not miss: seeds that dropped out, selections at the edge
-    of their grid."""
+    of their grid, candidates whose solver did not converge."""
     notes = []
     for key, entry in results["methods"].items():
         if entry["hidden"]:
@@ -380,6 +409,11 @@ def warnings(results: dict[str, Any]) -> list[str]:
                 f"{key}: {edge.note()}; the best value may lie outside the grid, consider "
                 f"extending it past {edge.value:g}"
             )
+        notes += [
+            f"{key}: {c.setting} did not converge (max |gradient| {c.grad_max:.2g} > tol "
+            f"{c.tol:g}); its accuracies are those of an unfinished fit: raise max_iter"
+            for c in unconverged(entry)
+        ]
     return notes
 
 

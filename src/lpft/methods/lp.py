@@ -197,7 +197,7 @@ class LinearProbe(Method):
             chunk_rows=stream_chunk_rows(source.dim),
         )
         solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
-        return solutions, exact_infos(path.solver, solutions, streamed=True)
+        return solutions, exact_infos(path.solver, solutions, streamed=True, tol=options.tol)
 
     def solve_path(
         self,
@@ -232,7 +232,7 @@ class LinearProbe(Method):
             solver=options.solver,
         )
         solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
-        return solutions, exact_infos(path.solver, solutions, streamed=False)
+        return solutions, exact_infos(path.solver, solutions, streamed=False, tol=options.tol)
 
     def predictors(
         self, ctx: MethodContext, cell_dir: Path, candidates: list[Candidate]
@@ -251,14 +251,18 @@ class LinearProbe(Method):
         }
 
 
-def exact_infos(solver: str, solutions: list[Any], streamed: bool) -> list[dict[str, Any]]:
-    """Each C's solver facts, as recorded with its candidate."""
+def exact_infos(
+    solver: str, solutions: list[Any], streamed: bool, tol: float
+) -> list[dict[str, Any]]:
+    """Each C's solver facts, as recorded with its candidate (a C that stopped above ``tol`` is
+    marked in the tables and warned about)."""
     return [
         {
             "solver": solver,
             "iterations": s.iterations,
             "converged": s.converged,
             "grad_max": s.grad_max,
+            "tol": tol,
             "streamed": streamed,
         }
         for s in solutions
