@@ -109,14 +109,37 @@ def test_auto_streams_only_features_beyond_its_share_of_memory(
     small, _ = lp_run(tiny_overrides, "auto")
     assert streamed_flags(small) == {False}
     requested.clear()
-    monkeypatch.setattr(lp, "IN_MEMORY_FRACTION", 0.0)
+    monkeypatch.setattr(lp, "IN_MEMORY_SHARE", 0.0)
     large, _ = lp_run(tiny_overrides, "auto-large")
     assert streamed_flags(large) == {True} and "id_train" not in requested
 
-    monkeypatch.setattr(lp, "IN_MEMORY_FRACTION", 1 / 8)
-    monkeypatch.setattr(lp, "physical_memory_bytes", lambda: 64 * 2**30)
-    assert not lp.exceeds_memory_share(10**6, 1024)  # 7.6 GiB as float64: under 8 GiB
-    assert lp.exceeds_memory_share(11 * 10**5, 1024)
+    monkeypatch.setattr(lp, "IN_MEMORY_SHARE", 1 / 2)
+    memory = 64 * 2**30
+    assert not lp.exceeds_memory_share(10**6, 1024, 10, memory)  # 30.8 GiB: under 32 GiB
+    assert lp.exceeds_memory_share(11 * 10**5, 1024, 10, memory)
+
+
+def test_memory_planning_counts_the_class_arrays_and_the_device_memory(monkeypatch) -> None:
+    """n x k float64 arrays matter when k is large (ImageNet's 1000 classes); an in-memory
+    solve that does not fit the accelerator's memory runs on the host."""
+    memory = 4 * 2**30
+    assert not lp.exceeds_memory_share(100_000, 512, 10, memory)  # 1.6 GiB of 2 GiB
+    assert lp.exceeds_memory_share(100_000, 512, 1000, memory)  # 4.5 GiB: n x d alone, 0.4
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(lp, "device_memory_bytes", lambda device: memory)
+    assert lp.solve_device(cuda, 100_000, 512, 10) == cuda
+    assert lp.solve_device(cuda, 100_000, 512, 1000) == torch.device("cpu")
+
+
+def test_a_dense_newton_solve_that_would_not_fit_is_refused(
+    tiny_overrides: dict, monkeypatch
+) -> None:
+    monkeypatch.setattr(lp, "physical_memory_bytes", lambda: 100_000)
+    with pytest.raises(ConfigError, match="lp solver 'newton': a dense Hessian over 68 param"):
+        lp_run(tiny_overrides, "newton-too-large", solver="newton")
+    monkeypatch.setattr(lp, "physical_memory_bytes", lambda: 2**30)
+    _, results = lp_run(tiny_overrides, "newton", solver="newton")
+    assert results["methods"]["lp"]["seeds"][0]["selected"]["solver"] == "newton"
 
 
 def test_streaming_needs_newton_cg_eval_features_and_the_disk_cache(tiny_overrides: dict) -> None:

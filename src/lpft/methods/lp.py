@@ -2,11 +2,14 @@
 
 With ``stream`` the path is solved from ID train's on-disk feature-cache entry, reading blocks of
 rows (``LogisticRegressionPath.streamed``, Newton-CG), so the training features are never held
-in memory: ``auto`` (default) does so when they, as float64, would exceed ``IN_MEMORY_FRACTION``
-of memory (``physical_memory_bytes``; the in-memory solver holds about four float64 copies at
-its peak) and the run has a disk cache; ``always`` and ``never`` force the choice. Augmented
-train features (``train_features: augmented``) live in memory only, so streaming applies to the
-eval-transform features; ID validation features are read into memory either way.
+in memory: ``auto`` (default) does so when the in-memory solve (``in_memory_bytes``: about four
+float64 copies of the n x d features and four n x k arrays at its peak) would exceed
+``IN_MEMORY_SHARE`` of memory (``physical_memory_bytes``) and the run has a disk cache;
+``always`` and ``never`` force the choice. An in-memory solve runs on the run's accelerator when
+it fits there by the same rule (``device_memory_bytes``), else on the host; ``solver: newton``
+is refused when its dense Hessian would not fit. Augmented train features (``train_features:
+augmented``) live in memory only, so streaming applies to the eval-transform features; ID
+validation features are read into memory either way.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ from lpft.training.official_lp import OFFICIAL_MAX_ITER, official_lp_path
 from lpft.validation import StrictModel, distinct
 
 HEADS = "heads.pt"
-# ``stream: auto`` streams when ID train's features as float64 exceed this share of memory
-# (physical or the control group's limit; FALLBACK_MEMORY_BYTES where the system does not say).
-IN_MEMORY_FRACTION = 1 / 8
+# The in-memory exact solve's peak in float64 arrays: about four of n x d (the features, their
+# standardised, centred and rotated copies) and four of n x k (logits, probabilities, one-hot
+# labels, a line-search trial's).
+FEATURE_COPIES = 4
+CLASS_COPIES = 4
+# An in-memory solve is planned to take at most this share of the memory it runs in (the host's:
+# physical or the control group's limit, FALLBACK_MEMORY_BYTES where the system does not say; or
+# an accelerator's); ``stream: auto`` streams beyond it.
+IN_MEMORY_SHARE = 1 / 2
 FALLBACK_MEMORY_BYTES = 16 * 2**30
 # Memory limits of the process's control group (v2, v1), which bound it below the machine's.
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
@@ -159,6 +168,7 @@ class LinearProbe(Method):
         self, ctx: MethodContext, options: LinearProbeOptions
     ) -> CachedFeatures | None:
         """ID train's disk-cache entry when this fit streams from it (``options.stream``)."""
+        num_classes = ctx.benchmark.num_classes
         if (
             options.stream == "never"
             or options.train_features == "augmented"
@@ -174,7 +184,8 @@ class LinearProbe(Method):
                 )
             return None
         rows, dim = entry.features.shape
-        if options.stream == "always" or exceeds_memory_share(rows, dim):
+        host = physical_memory_bytes()
+        if options.stream == "always" or exceeds_memory_share(rows, dim, num_classes, host):
             return entry
         return None
 
@@ -222,14 +233,16 @@ class LinearProbe(Method):
                 for s in solutions
             ]
             return solutions, infos
+        device = solve_device(ctx.device, *train.features.shape, ctx.benchmark.num_classes)
         path = LogisticRegressionPath(
-            train.features.to(ctx.device),
-            train.labels.to(ctx.device),
+            train.features.to(device),
+            train.labels.to(device),
             ctx.benchmark.num_classes,
             standardize=options.standardize,
             tol=options.tol,
             max_iter=options.max_iter,
             solver=options.solver,
+            memory_limit=int(IN_MEMORY_SHARE * device_memory_bytes(device)),
         )
         solutions = path.fit_path(options.C, on_step=lambda _s: on_step())
         return solutions, exact_infos(path.solver, solutions, streamed=False, tol=options.tol)
@@ -286,9 +299,33 @@ def _read_limit(path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def exceeds_memory_share(rows: int, dim: int) -> bool:
-    """Whether ``rows`` x ``dim`` float64 values exceed ``IN_MEMORY_FRACTION`` of memory."""
-    return rows * dim * 8 > IN_MEMORY_FRACTION * physical_memory_bytes()
+def device_memory_bytes(device: torch.device) -> int:
+    """The memory an in-memory solve on ``device`` may use: a CUDA device's free memory (its
+    allocator's cached blocks included), else the host's (``physical_memory_bytes``)."""
+    if device.type != "cuda":
+        return physical_memory_bytes()
+    free, _total = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def in_memory_bytes(rows: int, dim: int, num_classes: int) -> int:
+    """The in-memory exact solve's peak: ``FEATURE_COPIES`` n x d and ``CLASS_COPIES`` n x k
+    float64 arrays."""
+    return 8 * rows * (FEATURE_COPIES * dim + CLASS_COPIES * num_classes)
+
+
+def exceeds_memory_share(rows: int, dim: int, num_classes: int, memory: int) -> bool:
+    """Whether the in-memory solve would take more than ``IN_MEMORY_SHARE`` of ``memory``."""
+    return in_memory_bytes(rows, dim, num_classes) > IN_MEMORY_SHARE * memory
+
+
+def solve_device(device: torch.device, rows: int, dim: int, num_classes: int) -> torch.device:
+    """The run's device for an in-memory solve that fits its memory share there, else the
+    host (whose share ``stream: auto`` has already checked)."""
+    if device.type == "cpu":
+        return device
+    fits = not exceeds_memory_share(rows, dim, num_classes, device_memory_bytes(device))
+    return device if fits else torch.device("cpu")
 
 
 def stream_chunk_rows(dim: int) -> int:

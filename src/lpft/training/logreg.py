@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lpft.errors import ConfigError
 from lpft.training import device_newton, newton_cg
 
 RELATIVE_RANK_TOL = 1e-10
@@ -123,13 +124,18 @@ class LogisticRegressionPath:
         max_iter: int = 1000,
         solver: str = "auto",
         dtype: torch.dtype = torch.float64,
+        memory_limit: int | None = None,
     ) -> None:
+        """``memory_limit``: bytes the solve may take on the features' device; ``newton`` is
+        refused when its dense Hessian would need more (``check_dense_newton_fits``)."""
         self.labels = labels.to(features.device)
         self.onehot = F.one_hot(self.labels, num_classes).to(dtype)
         self.basis = _build_basis(features.to(dtype), standardize)
         rank = self.basis.z.shape[1]
         if solver == "auto":
             solver = choose_solver(len(self.labels), rank, num_classes, features.device)
+        if solver == "newton" and memory_limit is not None:
+            check_dense_newton_fits(len(self.labels), rank, num_classes, memory_limit)
         objective = None
         if solver == "newton-cg" and features.device.type == "cpu":
             objective = newton_cg.InMemoryObjective(
@@ -448,6 +454,23 @@ class LogisticRegressionPath:
         weight = w_std / b.scale
         bias = intercept - w_std @ b.mean - (b.shift / b.scale) * w_std.sum(dim=1)
         return weight, bias
+
+
+def dense_newton_bytes(n: int, rank: int, num_classes: int) -> int:
+    """What one dense Newton step holds in float64: the Hessian over k (r + 1) parameters and
+    the n x k x (r + 1) products it is built from, counted twice for temporaries of their size."""
+    parameters = num_classes * (rank + 1)
+    return 8 * (parameters * parameters + 2 * n * parameters)
+
+
+def check_dense_newton_fits(n: int, rank: int, num_classes: int, memory_limit: int) -> None:
+    needed = dense_newton_bytes(n, rank, num_classes)
+    if needed > memory_limit:
+        raise ConfigError(
+            f"lp solver 'newton': a dense Hessian over {num_classes * (rank + 1)} parameters "
+            f"needs about {needed / 2**30:.3g} GiB, more than the {memory_limit / 2**30:.3g} GiB "
+            "planned for the LP solve; use solver: auto or newton-cg"
+        )
 
 
 def choose_solver(n: int, rank: int, num_classes: int, device: torch.device = CPU) -> str:
