@@ -2,29 +2,32 @@
 *Surgical fine-tuning improves adaptation to distribution shifts*, ICLR 2023).
 
 The blocks are those of ``Backbone.blocks()`` (input to output). The chosen block and the head
-train; every other block, BatchNorm statistics included, stays exactly as pretrained. By default
-each block is tried at each learning rate and the (lr, block) pair is selected on ID val; the
-option ``block`` fixes it. ``head_init: lp`` starts the head from the selected LP solution.
+train together, at the same learning rate; every other block, BatchNorm statistics included,
+stays exactly as pretrained. The head starts as FT's (PyTorch's default initialisation), or from
+the selected LP solution with ``head_init: lp``. By default each block is tried at each learning
+rate and the (lr, block) pair is selected on ID val; the option ``block`` fixes it. A block whose
+training diverges fails its own candidate only (recorded as ``failed_blocks`` with the others);
+the learning-rate cell fails when every block does.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
-from lpft.errors import ConfigError
+from lpft.errors import ConfigError, TrainingDivergedError
 from lpft.methods.base import Candidate, MethodContext, Selected
 from lpft.methods.finetune import FineTune, FineTuneOptions
 from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
+from lpft.training.distributed import is_main_process
 from lpft.training.trainer import LAST, ParamGroup
 
 
 class SurgicalOptions(FineTuneOptions):
     """FT of a single backbone block (and the head), the block chosen on ID val or fixed."""
 
-    head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
     block: str | None = None
 
 
@@ -59,13 +62,31 @@ class Surgical(FineTune):
         cell_dir: Path,
         required: Mapping[str, Selected],
     ) -> list[Candidate]:
-        """One candidate per block, each trained in its own subdirectory of the cell."""
-        return [
-            self.train_candidate(
-                ctx, options, {**hparams, "block": name}, seed, cell_dir, required, subdir=name
+        """One candidate per block, each trained in its own subdirectory of the cell; a block
+        that diverges is left out and named in the others' ``failed_blocks``."""
+        candidates, failed = [], {}
+        for name in block_names(ctx.fresh_backbone(), options):
+            block_hparams = {**hparams, "block": name}
+            try:
+                candidates.append(
+                    self.train_candidate(
+                        ctx, options, block_hparams, seed, cell_dir, required, subdir=name
+                    )
+                )
+            except TrainingDivergedError as exc:
+                failed[name] = str(exc)
+                ctx.progress.console.print(
+                    f"[yellow]{ctx.current_label} block {name} failed: {exc}[/]"
+                )
+                if is_main_process():
+                    shutil.rmtree(Path(cell_dir) / name, ignore_errors=True)
+        if not candidates:
+            raise TrainingDivergedError(
+                "every block failed: " + "; ".join(f"{b}: {e}" for b, e in failed.items())
             )
-            for name in block_names(ctx.fresh_backbone(), options)
-        ]
+        for candidate in candidates:
+            candidate.info["failed_blocks"] = failed
+        return candidates
 
     def param_groups(
         self, model: Classifier, options: SurgicalOptions, hparams: dict[str, float | str]
