@@ -139,7 +139,7 @@ class RunConfig(StrictModel):
         methods: dict[str, BaseModel] = {}
         for name, options in value.items():
             validated = _validated_method_options(name, options)
-            methods.setdefault(name, validated)
+            methods[name] = validated
             for companion, settings in method_class(name)().companions(name, validated).items():
                 if companion not in value:
                     methods[companion] = _validated_method_options(companion, settings)

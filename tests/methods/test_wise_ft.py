@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,10 +14,13 @@ from lpft.errors import ConfigError
 from lpft.methods import wise_ft
 from lpft.methods.base import Candidate, LinearHead, Network, Selected
 from lpft.methods.wise_ft import DEFAULT_BASE, WiseFT, WiseFTOptions, interpolate
+from lpft.methods.wise_ft import endpoints as wise_endpoints
+from lpft.models import create_backbone
 from lpft.models.backbone import Classifier
 from lpft.run.context import RunContext
 from lpft.run.runner import Runner, plan_methods
 from lpft.validation import validate_options
+from model_checks import register_tiny_clip
 from tests_support import logits_on
 
 
@@ -150,3 +155,23 @@ def test_an_unlisted_base_starts_from_theta0_and_a_listed_one_must(tiny_override
     tiny_overrides["methods"] = {"ft": {"head_init": "zeroshot"}, "wise-ft": {"base": "ft"}}
     with pytest.raises(ConfigError, match="starts from the zero-shot head"):
         resolve_config(overrides=tiny_overrides)
+
+
+def test_a_zeroshot_theta0_is_the_clip_backbone_with_its_zeroshot_head(tmp_path: Path) -> None:
+    classes = ["cat", "dog", "owl"]
+    backbone = create_backbone(f"openclip:{register_tiny_clip(tmp_path)}?weights=random")
+    ctx = SimpleNamespace(
+        fresh_backbone=lambda: copy.deepcopy(backbone),
+        benchmark=SimpleNamespace(num_classes=len(classes), classes=classes),
+    )
+    options = WiseFTOptions(theta0="zeroshot")
+    assert WiseFT().requirements(options) == (DEFAULT_BASE,)
+    assert WiseFT().requirement_options(options) == {DEFAULT_BASE: {"head_init": "zeroshot"}}
+    theta1 = Classifier(copy.deepcopy(backbone), len(classes))
+    required = {
+        DEFAULT_BASE: Selected(Candidate({"lr": 0.1}, 0.5, "model", "best.pt"), Network(theta1))
+    }
+    theta0, _ = wise_endpoints(ctx, options, required)
+    weight, bias = backbone.zeroshot_head(classes)
+    assert torch.equal(theta0["head.weight"], weight)
+    assert torch.equal(theta0["head.bias"], bias)
