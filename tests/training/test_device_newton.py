@@ -115,8 +115,9 @@ def test_the_line_search_backtracks_as_far_as_the_cpu_one() -> None:
     penalty_t = torch.tensor(penalty, dtype=torch.float64)
     current = device.evaluate(tensors[0], tensors[1], penalty_t)
     full = device.evaluate(tensors[0] + tensors[2], tensors[1] + tensors[3], penalty_t)
+    moved = device.z @ tensors[2].T + tensors[3]
     step = device_newton._line_search(
-        device, current, full, tensors[0], tensors[2], tensors[3], penalty_t
+        device, current, full, moved, tensors[0], tensors[2], tensors[3], penalty_t
     )
     assert float(step) == pytest.approx(cpu_step, rel=1e-12)
 
@@ -134,7 +135,8 @@ def test_a_flat_full_step_is_taken_only_when_it_shrinks_the_gradient() -> None:
         flat = {"loss": loss + 0.5 * ROUNDING, "grad_max": gradient}
         rule = flat_step_helps(float(flat["loss"]), float(loss), float(gradient), float(grad_max))
         assert rule == bool(expected)
-        step = device_newton._line_search(device, current, flat, coef, *uphill, penalty)
+        moved = device.z @ uphill[0].T + uphill[1]
+        step = device_newton._line_search(device, current, flat, moved, coef, *uphill, penalty)
         assert float(step) == expected
 
 

@@ -61,13 +61,15 @@ class DeviceObjective:
     def __init__(self, z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
         self.z = z.to(torch.float64)
         self.z32 = self.z.to(torch.float32)
-        self.onehot = torch.nn.functional.one_hot(labels.to(z.device), num_classes).to(
-            torch.float64
-        )
+        self.labels = labels.to(z.device)[:, None]
+        self.onehot = torch.nn.functional.one_hot(self.labels[:, 0], num_classes).to(torch.float64)
         self.n = z.shape[0]
 
     def evaluate(self, coef: torch.Tensor, intercept: torch.Tensor, penalty: torch.Tensor) -> dict:
-        logits = self.z @ coef.T + intercept
+        return self.at_logits(self.z @ coef.T + intercept, coef, penalty)
+
+    def at_logits(self, logits: torch.Tensor, coef: torch.Tensor, penalty: torch.Tensor) -> dict:
+        """``evaluate`` at the point whose logits are given (one product with z, not two)."""
         log_p = torch.log_softmax(logits, dim=1)
         loss = -(log_p * self.onehot).sum() / self.n + 0.5 * penalty * (coef * coef).sum()
         p = log_p.exp()
@@ -94,7 +96,10 @@ class DeviceObjective:
         return h_coef, m.sum(dim=0, dtype=torch.float64) / self.n
 
     def cross_entropy(self, logits: torch.Tensor) -> torch.Tensor:
-        return -(torch.log_softmax(logits, dim=1) * self.onehot).sum() / self.n
+        """Mean cross-entropy as log-sum-exp minus the label's logit: the line search takes it
+        at every step length, and this costs half of a log-softmax times the one-hot labels."""
+        picked = logits.gather(1, self.labels).sum()
+        return (torch.logsumexp(logits, dim=1).sum() - picked) / self.n
 
 
 def solve_path(
@@ -235,8 +240,9 @@ def _newton_steps(
     for _ in range(NEWTON_STEPS):
         active = (current["grad_max"] > tol) & (iterations < steps_left)
         s_coef, s_int = _cg_direction(objective, current, variances, penalty, tol)
-        full = objective.evaluate(coef + s_coef, intercept + s_int, penalty)
-        step = _line_search(objective, current, full, coef, s_coef, s_int, penalty)
+        moved = objective.z @ s_coef.T + s_int
+        full = objective.at_logits(current["logits"] + moved, coef + s_coef, penalty)
+        step = _line_search(objective, current, full, moved, coef, s_coef, s_int, penalty)
         step = torch.where(active, step, torch.zeros_like(step))
         coef = coef + step * s_coef
         intercept = intercept + step * s_int
@@ -305,6 +311,7 @@ def _line_search(
     objective: DeviceObjective,
     current: dict,
     full: dict,
+    moved: torch.Tensor,
     coef: torch.Tensor,
     s_coef: torch.Tensor,
     s_int: torch.Tensor,
@@ -312,9 +319,8 @@ def _line_search(
 ) -> torch.Tensor:
     """The longest of ``STEP_LENGTHS`` that satisfies Armijo, or the full step (evaluated as
     ``full``) when its loss is flat to rounding and its gradient smaller, chosen on the device;
-    zero when no step qualifies."""
+    zero when no step qualifies. ``moved``: the change of the logits along the full step."""
     steps = torch.tensor(STEP_LENGTHS, dtype=torch.float64, device=coef.device)
-    moved = objective.z @ s_coef.T + s_int
     cross_entropy = torch.stack(
         [objective.cross_entropy(current["logits"] + t * moved) for t in steps.unbind()]
     )
