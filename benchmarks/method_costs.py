@@ -4,8 +4,9 @@ Runs one configuration (by default the embedded benchmark with one seed, its def
 one process and times each method's fit phase (the sum of its cells) and evaluation phase
 (every candidate on ID test and the OOD sets, distortion included). Prints seconds and the
 ratio of each method's total to ``ft``'s total measured in the same run, so a shared or busy
-machine affects numerator and denominator alike. Methods that require another (wise-ft and
-soup require ft) are timed without their requirement's cost.
+machine affects numerator and denominator alike. Methods that require another (wise-ft
+requires lp and its base ft@theta0, soup requires ft) are timed without their requirement's
+cost.
 
     python benchmarks/method_costs.py
     python benchmarks/method_costs.py --methods lp,ft,lpft,wise-ft,soup,freeze-embed --seeds 1
