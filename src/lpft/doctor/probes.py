@@ -107,20 +107,8 @@ def run_probes(
     selected: dict[str, Selected] = {}
     with tempfile.TemporaryDirectory(prefix="lpft-doctor-") as workdir:
         for method in PROBES:
-            ctx.current_label = f"doctor: {method}"
             options = probe_options(ctx.config, method, epochs)
-            begun = time.perf_counter()
-            cell_dir = Path(workdir) / method
-            cell_dir.mkdir()
-            fitter = method_for(method)
-            required = {key: selected[key] for key in fitter.requirements(options)}
-            candidates = fitter.fit(
-                ctx, options, probe_hparams(options), PROBE_SEED, cell_dir, required
-            )
-            choice = best_candidate(candidates)
-            predictor = next(fitter.predictors(ctx, cell_dir, [choice]))
-            selected[method] = Selected(choice, predictor)
-            seconds = time.perf_counter() - begun
+            choice, predictor, seconds = fit_probe(ctx, method, epochs, Path(workdir), selected)
             val, outputs = probe_outputs(ctx, predictor, id_val, pretrained, loaders)
             probes[method] = Probe(
                 method=method,
@@ -132,6 +120,33 @@ def run_probes(
                 epochs=getattr(options, "epochs", None),
             )
     return ProbeSet(id_train, id_val, pretrained, probes, extraction)
+
+
+def fit_probe(
+    ctx: RunContext,
+    method: str,
+    epochs: int | None,
+    workdir: Path,
+    selected: dict[str, Selected],
+) -> tuple[Candidate, Predictor, float]:
+    """Fit ``method`` as a probe from the ``selected`` probes it requires (a requirement that is
+    no probe of its own, such as wise-ft's base, is fitted first, the same way), add its choice
+    to ``selected``; also its own fit's seconds (its requirements' not counted)."""
+    options = probe_options(ctx.config, method, epochs)
+    fitter = method_for(method)
+    for requirement in fitter.requirements(options):
+        if requirement not in selected:
+            fit_probe(ctx, requirement, epochs, workdir, selected)
+    begun = time.perf_counter()
+    ctx.current_label = f"doctor: {method}"
+    cell_dir = workdir / method
+    cell_dir.mkdir()
+    required = {key: selected[key] for key in fitter.requirements(options)}
+    candidates = fitter.fit(ctx, options, probe_hparams(options), PROBE_SEED, cell_dir, required)
+    choice = best_candidate(candidates)
+    predictor = next(fitter.predictors(ctx, cell_dir, [choice]))
+    selected[method] = Selected(choice, predictor)
+    return choice, predictor, time.perf_counter() - begun
 
 
 def probe_outputs(
