@@ -7,6 +7,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
 from lpft.models import Backbone, create_backbone, save_spec_checkpoint
 from lpft.training.features import capture_blocks
@@ -60,3 +61,29 @@ def register_tiny_clip(directory: Path) -> str:
     config.write_text(json.dumps(TINY_CLIP))
     open_clip.add_model_config(config)
     return TINY_CLIP_ARCH
+
+
+def save_tiny_hf_vit(directory: Path) -> ViTModel:
+    """A tiny Hugging Face ViT (32 px, 2 layers) and its image processor, ``save_pretrained``
+    into ``directory``; returns the model (seeded weights)."""
+    torch.manual_seed(5)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    model = ViTModel(config).eval()
+    model.save_pretrained(directory)
+    processor = ViTImageProcessor(
+        size={"shortest_edge": 36},
+        crop_size={"height": 32, "width": 32},
+        do_center_crop=True,
+        resample=3,
+        image_mean=[0.4, 0.4, 0.4],
+        image_std=[0.2, 0.2, 0.2],
+    )
+    processor.save_pretrained(directory)
+    return model

@@ -167,6 +167,12 @@ class Method(ABC):
     ) -> Iterator[Predictor]:
         """One predictor per candidate, in order, built from this method's artifacts."""
 
+    def check(self, options: BaseModel, backbone: Backbone) -> None:
+        """Refuse (raise ``ConfigError``) what these options cannot do with this backbone, e.g.
+        a zero-shot head without a text tower. The runner calls it for every planned method
+        once the backbone is built, before any feature extraction or training."""
+        return None
+
     def seed_dependent(self, options: BaseModel) -> bool:
         """False when, with these options, the outcome does not depend on the seed: one cell
         then serves every seed (and the summary counts it once)."""

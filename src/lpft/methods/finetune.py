@@ -51,6 +51,10 @@ class FineTune(Method):
     def quick_options(self, options: FineTuneOptions) -> dict[str, Any]:
         return {"epochs": QUICK_EPOCHS, "lrs": [options.lrs[len(options.lrs) // 2]]}
 
+    def check(self, options: FineTuneOptions, backbone: Backbone) -> None:
+        if options.head_init == "zeroshot" and not backbone.has_zeroshot_head():
+            raise zeroshot_refusal(backbone, f"{self.name}: ")
+
     def requirements(self, options: FineTuneOptions) -> tuple[str, ...]:
         """``requires``, plus ``lp`` whenever the head starts from the LP solution."""
         from_lp = options.head_init == "lp" and "lp" not in self.requires
@@ -196,11 +200,15 @@ def copy_head(model: Classifier, weight: torch.Tensor, bias: torch.Tensor) -> No
 def zeroshot_head(backbone: Backbone, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     head = backbone.zeroshot_head(classes)
     if head is None:
-        raise ConfigError(
-            "head_init: zeroshot needs a backbone with a text tower (an openclip: model); "
-            f"{type(backbone).__name__} has none"
-        )
+        raise zeroshot_refusal(backbone)
     return head
+
+
+def zeroshot_refusal(backbone: Backbone, where: str = "") -> ConfigError:
+    return ConfigError(
+        f"{where}head_init: zeroshot needs a backbone with a text tower (an openclip: model); "
+        f"{type(backbone).__name__} has none"
+    )
 
 
 def start_from_lp_head(model: Classifier, required: Mapping[str, Selected]) -> None:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from lpft.errors import ConfigError
 from lpft.methods.finetune import FineTune, FineTuneOptions
-from lpft.models.backbone import Classifier
+from lpft.models.backbone import Backbone, Classifier
 from lpft.registry import METHODS
 from lpft.training.trainer import ParamGroup
 
@@ -23,17 +23,22 @@ class FreezeEmbedOptions(FineTuneOptions):
     head_init: Literal["default", "zero", "lp", "zeroshot"] = "default"
 
 
-def split_embedding(model: Classifier) -> tuple[list[str], list[str]]:
-    """Names (in ``model``) of the embedding parameters and of all the others."""
-    names = model.backbone.embedding_parameters()
-    all_names = dict(model.backbone.named_parameters())
+def embedding_names(backbone: Backbone) -> list[str]:
+    """The backbone's embedding parameters, checked against its ``named_parameters()``."""
+    names = backbone.embedding_parameters()
+    all_names = dict(backbone.named_parameters())
     unknown = [n for n in names if n not in all_names]
     if not names or unknown:
         raise ConfigError(
-            f"backbone {type(model.backbone).__name__}: embedding_parameters() names "
+            f"backbone {type(backbone).__name__}: embedding_parameters() names "
             f"{unknown or 'no parameters'}; expected names from named_parameters()"
         )
-    frozen = {f"backbone.{n}" for n in names}
+    return names
+
+
+def split_embedding(model: Classifier) -> tuple[list[str], list[str]]:
+    """Names (in ``model``) of the embedding parameters and of all the others."""
+    frozen = {f"backbone.{n}" for n in embedding_names(model.backbone)}
     trained = [n for n, _ in model.named_parameters() if n not in frozen]
     return sorted(frozen), trained
 
@@ -43,6 +48,10 @@ class FreezeEmbed(FineTune):
     name = "freeze-embed"
     options_model = FreezeEmbedOptions
     defaults_from = "ft"
+
+    def check(self, options: FreezeEmbedOptions, backbone: Backbone) -> None:
+        super().check(options, backbone)
+        embedding_names(backbone)
 
     def param_groups(
         self, model: Classifier, options: FreezeEmbedOptions, hparams: dict[str, float | str]

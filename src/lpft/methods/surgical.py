@@ -34,6 +34,8 @@ class SurgicalOptions(FineTuneOptions):
 def block_names(backbone: Backbone, options: SurgicalOptions) -> list[str]:
     """The blocks to try: all of ``backbone.blocks()``, or the one fixed by ``block``."""
     names = list(backbone.blocks())
+    if not names:
+        raise ConfigError(f"surgical: backbone {type(backbone).__name__} names no blocks")
     if options.block is None:
         return names
     if options.block not in names:
@@ -49,6 +51,10 @@ class Surgical(FineTune):
     name = "surgical"
     options_model = SurgicalOptions
     defaults_from = "ft"
+
+    def check(self, options: SurgicalOptions, backbone: Backbone) -> None:
+        super().check(options, backbone)
+        block_names(backbone, options)
 
     def sweep_axes(self, options: SurgicalOptions) -> tuple[str, ...]:
         return ("lr", "block")

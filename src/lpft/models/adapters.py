@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -16,7 +17,15 @@ from lpft.models.backbone import Backbone, InputSpec
 from lpft.models.spec import ModelSpec
 
 # Containers whose children are a network's stages or layers, tried in this order.
-STAGE_CONTAINERS = ("features", "stages", "blocks", "layers", "layer", "resblocks")
+STAGE_CONTAINERS = (
+    "features",
+    "stages",
+    "blocks",
+    "layers",
+    "layer",
+    "resblocks",
+    "trunk_output",
+)
 
 
 def require_extra(module: str, extra: str) -> ModuleType:
@@ -60,12 +69,45 @@ def stage_names(net: nn.Module) -> list[str]:
     return [name for name, _ in net.named_children()]
 
 
+def has_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def parameters_under(net: nn.Module, names: list[str]) -> list[str]:
+    """Names of ``net``'s parameters that are, or belong to a module, in ``names``."""
+    prefixes = tuple(f"{name}." for name in names)
+    return [
+        parameter
+        for parameter, _ in net.named_parameters()
+        if parameter in names or parameter.startswith(prefixes)
+    ]
+
+
+def stem_group_parameters(net: nn.Module) -> list[str]:
+    """Parameters of the stem group of timm's own parameter grouping (``group_matcher``, which
+    timm's layer-wise learning-rate decay uses): ``patch_embed``, ``cls_token``, ``pos_embed``
+    of a ViT, ``conv1`` + ``bn1`` of a ResNet, ``stem`` of a ConvNeXt. Empty for a model that
+    declares no grouping."""
+    try:
+        stem = net.group_matcher(coarse=True).get("stem")
+    except (AttributeError, NotImplementedError):
+        return []
+    patterns = [stem] if isinstance(stem, str) else [entry[0] for entry in stem or []]
+    return [
+        name
+        for name, _ in net.named_parameters()
+        if any(re.match(pattern, name) for pattern in patterns)
+    ]
+
+
 class LibraryBackbone(Backbone):
     """``net`` maps a batch of images to (N, feature_dim) features.
 
-    ``weights_module`` is what a checkpoint of this backbone holds (``net`` unless a source
-    keeps more, e.g. a CLIP text tower); ``adapt_state_dict`` maps a foreign state dict (a
-    checkpoint made outside lpft) onto it, e.g. dropping the classifier.
+    ``embedding`` names the modules or parameters of ``net`` that make up its stem or patch
+    embedding (with a ViT's class token and position embedding), as the source library
+    structures the model. ``weights_module`` is what a checkpoint of this backbone holds (``net``
+    unless a source keeps more, e.g. a CLIP text tower); ``adapt_state_dict`` maps a foreign
+    state dict (a checkpoint made outside lpft) onto it, e.g. dropping the classifier.
     """
 
     def __init__(
@@ -76,12 +118,15 @@ class LibraryBackbone(Backbone):
         block_names: list[str],
         features: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
         dropped_prefixes: tuple[str, ...] = (),
+        embedding: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.feature_dim = feature_dim
         self.input_spec = input_spec
-        self.block_names = list(block_names)
+        # A block without parameters (an activation a library taps) has nothing to fine-tune.
+        self.block_names = [n for n in block_names if has_parameters(net.get_submodule(n))]
+        self.embedding = list(embedding or [])
         self._features = features
         self.dropped_prefixes = dropped_prefixes
 
@@ -92,6 +137,15 @@ class LibraryBackbone(Backbone):
 
     def blocks(self) -> dict[str, nn.Module]:
         return {name: self.net.get_submodule(name) for name in self.block_names}
+
+    def embedding_parameters(self) -> list[str]:
+        names = parameters_under(self.net, self.embedding)
+        if not names:
+            raise ConfigError(
+                f"backbone {type(self.net).__name__} has no stem / embedding parameters that "
+                "lpft recognises (freezing the embedding needs them)"
+            )
+        return [f"net.{name}" for name in names]
 
     def weights_module(self) -> nn.Module:
         return self.net

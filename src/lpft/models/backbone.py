@@ -65,6 +65,10 @@ class Backbone(nn.Module):
         """A (weight, bias) head from class names, for backbones with a text tower; else None."""
         return None
 
+    def has_zeroshot_head(self) -> bool:
+        """Whether ``zeroshot_head`` builds a head: answered without computing one."""
+        return False
+
     def embedding_parameters(self) -> list[str]:
         """Names, as ``named_parameters()`` gives them, of the stem or patch embedding (for a
         ViT also its position embedding and class token): what ``freeze-embed`` keeps frozen.

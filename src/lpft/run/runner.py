@@ -157,7 +157,10 @@ class Runner:
             raise ConfigError(
                 f"--oracle: benchmark '{benchmark.name}' has no OOD validation split to select on"
             )
-        return device, benchmark, create_backbone(self.config.model)
+        backbone = create_backbone(self.config.model)
+        for planned in self.plan:
+            method_for(planned.key).check(self.config.method_options(planned.key), backbone)
+        return device, benchmark, backbone
 
     def _progress(self) -> Progress:
         return Progress(

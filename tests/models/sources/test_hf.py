@@ -6,37 +6,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import ViTConfig, ViTImageProcessor, ViTModel
+from transformers import ViTModel
 
 from lpft.errors import CheckpointError
 from lpft.models import create_backbone
-from model_checks import assert_round_trips_through_a_file, features_of, images_for, pooled_blocks
+from model_checks import (
+    assert_round_trips_through_a_file,
+    features_of,
+    images_for,
+    pooled_blocks,
+    save_tiny_hf_vit,
+)
 
 
 @pytest.fixture(scope="module")
 def saved_vit(tmp_path_factory) -> tuple[Path, ViTModel]:
     directory = tmp_path_factory.mktemp("hf") / "tiny-vit"
-    torch.manual_seed(5)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    model = ViTModel(config).eval()
-    model.save_pretrained(directory)
-    processor = ViTImageProcessor(
-        size={"shortest_edge": 36},
-        crop_size={"height": 32, "width": 32},
-        do_center_crop=True,
-        resample=3,
-        image_mean=[0.4, 0.4, 0.4],
-        image_std=[0.2, 0.2, 0.2],
-    )
-    processor.save_pretrained(directory)
-    return directory, model
+    return directory, save_tiny_hf_vit(directory)
 
 
 def test_local_directory_loads_features_blocks_and_processor(saved_vit) -> None:

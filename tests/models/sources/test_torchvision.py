@@ -11,7 +11,8 @@ import torchvision
 
 from lpft.errors import CheckpointError, ConfigError
 from lpft.models import create_backbone, parse_model_spec
-from lpft.models.sources.torchvision import chosen_weights, input_spec_of
+from lpft.models.adapters import parameters_under
+from lpft.models.sources.torchvision import chosen_weights, embedding_modules, input_spec_of
 from model_checks import assert_round_trips_through_a_file, features_of, images_for, pooled_blocks
 
 SPEC = "torchvision:resnet18?weights=random"
@@ -75,3 +76,27 @@ def test_bad_architecture_and_weights_are_named() -> None:
         create_backbone("torchvision:resnet5O")
     with pytest.raises(ConfigError, match="weights must be random or one of IMAGENET1K_V1"):
         create_backbone("torchvision:resnet18?weights=IMAGENET1K_V9")
+
+
+def test_stem_of_each_family_by_its_class() -> None:
+    models = torchvision.models
+    vit = models.VisionTransformer(32, 8, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8)
+    convnext = models.convnext.ConvNeXt(
+        [models.convnext.CNBlockConfig(8, 16, 1), models.convnext.CNBlockConfig(16, None, 1)]
+    )
+    swin = models.SwinTransformer([4, 4], 8, [1, 1], [1, 1], [2, 2])
+    assert parameters_under(vit, embedding_modules(vit)) == [
+        "class_token",
+        "conv_proj.weight",
+        "conv_proj.bias",
+        "encoder.pos_embedding",
+    ]
+    stem = ["features.0.0.weight", "features.0.0.bias", "features.0.1.weight", "features.0.1.bias"]
+    assert parameters_under(convnext, embedding_modules(convnext)) == stem
+    assert parameters_under(swin, embedding_modules(swin)) == [
+        "features.0.0.weight",
+        "features.0.0.bias",
+        "features.0.2.weight",
+        "features.0.2.bias",
+    ]
+    assert embedding_modules(models.resnet18()) == ["conv1", "bn1"]

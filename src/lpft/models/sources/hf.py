@@ -30,6 +30,8 @@ from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec
 EXTRA = "hf"
 # PIL resampling codes used by image processors -> torchvision interpolation names.
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# What transformers' vision models call their stem, tried in order.
+EMBEDDING_MODULES = ("embeddings", "embedder")
 
 
 def _transformers():
@@ -103,11 +105,27 @@ def load_processor(transformers, spec: ModelSpec) -> Any:
         ) from None
 
 
-def hf_block_names(net: nn.Module) -> list[str]:
-    """Stages of the image tower (``vision_model`` in dual encoders such as CLIP)."""
+def image_tower(net: nn.Module) -> tuple[str, nn.Module]:
+    """(prefix, module) of the image tower: ``vision_model`` in dual encoders such as CLIP."""
     if hasattr(net, "vision_model"):
-        return [f"vision_model.{name}" for name in stage_names(net.vision_model)]
-    return stage_names(net)
+        return "vision_model.", net.vision_model
+    return "", net
+
+
+def hf_block_names(net: nn.Module) -> list[str]:
+    """Stages of the image tower."""
+    prefix, tower = image_tower(net)
+    return [f"{prefix}{name}" for name in stage_names(tower)]
+
+
+def embedding_modules(net: nn.Module) -> list[str]:
+    """The image tower's ``embeddings`` module (patch embedding, class token and position
+    embeddings in transformers' vision models; ``embedder`` in its ResNet-style ones)."""
+    prefix, tower = image_tower(net)
+    for name in EMBEDDING_MODULES:
+        if isinstance(getattr(tower, name, None), nn.Module):
+            return [f"{prefix}{name}"]
+    return []
 
 
 def catalogue(pattern: str | None) -> list[str]:
@@ -132,4 +150,11 @@ def build_hf(spec: ModelSpec) -> LibraryBackbone:
     with torch.no_grad():
         probe = torch.zeros(1, input_spec.channels, input_spec.size, input_spec.size)
         feature_dim = pooled_features(net, probe).shape[1]
-    return LibraryBackbone(net, feature_dim, input_spec, hf_block_names(net), pooled_features)
+    return LibraryBackbone(
+        net,
+        feature_dim,
+        input_spec,
+        hf_block_names(net),
+        pooled_features,
+        embedding=embedding_modules(net),
+    )

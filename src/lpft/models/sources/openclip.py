@@ -21,6 +21,7 @@ from lpft.models.adapters import (
     first_line,
     require_extra,
     stage_names,
+    stem_group_parameters,
     weights_unavailable,
 )
 from lpft.models.backbone import InputSpec, register_backbone_source
@@ -29,6 +30,10 @@ from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec
 EXTRA = "clip"
 # Keys of OpenAI's CLIP archives that are hyperparameters, not weights.
 ARCHIVE_ONLY_KEYS = ("input_resolution", "context_length", "vocab_size")
+# The ViT image tower's first group in open_clip's own layer grouping (``VisionTransformer.lock``).
+VIT_EMBEDDING = ("conv1", "class_embedding", "positional_embedding", "ln_pre")
+# The modules of ``ModifiedResNet.stem`` (the three-convolution stem of CLIP's ResNets).
+RESNET_STEM = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
 
 
 def _open_clip():
@@ -73,6 +78,16 @@ def weights_location(open_clip, arch: str, tag: str) -> tuple[str, str]:
     return url, "~/.cache/clip (open_clip's cache; or give the file's path as the tag)"
 
 
+def embedding_modules(visual: nn.Module) -> list[str]:
+    """The image tower's embedding: a ViT's patch projection, class and position embeddings
+    and pre-norm; a ModifiedResNet's stem; a timm trunk's stem group."""
+    trunk = getattr(visual, "trunk", None)
+    if isinstance(trunk, nn.Module):
+        return [f"trunk.{name}" for name in stem_group_parameters(trunk)]
+    names = RESNET_STEM if hasattr(visual, "stem") else VIT_EMBEDDING
+    return [name for name in names if hasattr(visual, name)]
+
+
 class OpenClipBackbone(LibraryBackbone):
     """The image tower of an open_clip model; ``clip`` (shared) keeps the text tower."""
 
@@ -83,6 +98,7 @@ class OpenClipBackbone(LibraryBackbone):
             visual.output_dim,
             input_spec_of(visual),
             stage_names(visual),
+            embedding=embedding_modules(visual),
         )
         self.clip = SharedReference(clip)
         self.arch = arch
@@ -94,6 +110,9 @@ class OpenClipBackbone(LibraryBackbone):
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
         return {k: v for k, v in state_dict.items() if k not in ARCHIVE_ONLY_KEYS}
+
+    def has_zeroshot_head(self) -> bool:
+        return True
 
     def zeroshot_head(self, class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per class, the mean of the normalised text embeddings of open_clip's prompt

@@ -14,6 +14,7 @@ from lpft.models.adapters import (
     first_line,
     require_extra,
     stage_names,
+    stem_group_parameters,
     weights_unavailable,
 )
 from lpft.models.backbone import InputSpec, register_backbone_source
@@ -99,4 +100,10 @@ def build_timm(spec: ModelSpec) -> LibraryBackbone:
         what, place = weights_location(timm, spec.name)
         raise weights_unavailable(spec, what, place, exc) from None
     feature_dim = getattr(net, "head_hidden_size", None) or net.num_features
-    return LibraryBackbone(net, feature_dim, input_spec_of(timm, net), block_names(net))
+    return LibraryBackbone(
+        net,
+        feature_dim,
+        input_spec_of(timm, net),
+        block_names(net),
+        embedding=stem_group_parameters(net),
+    )

@@ -18,6 +18,18 @@ from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec, unknown
 
 # Attributes holding the classifier, by family (ResNet: fc, ViT: heads, ConvNeXt: classifier).
 HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
+# Stems of the families whose stem is not the first layer of ``features``, by model class.
+STEMS = {
+    "VisionTransformer": ("conv_proj", "class_token", "encoder.pos_embedding"),
+    "ResNet": ("conv1", "bn1"),
+    "DenseNet": ("features.conv0", "features.norm0"),
+    "RegNet": ("stem",),
+    "MaxVit": ("stem",),
+    "GoogLeNet": ("conv1",),
+    "Inception3": ("Conv2d_1a_3x3",),
+    "ShuffleNetV2": ("conv1",),
+    "MNASNet": ("layers.0", "layers.1"),
+}
 
 
 def architectures() -> list[str]:
@@ -81,6 +93,20 @@ def remove_classifier(net: nn.Module) -> tuple[int, str]:
     raise ConfigError(f"torchvision model {type(net).__name__}: no classifier layer found")
 
 
+def embedding_modules(net: nn.Module) -> list[str]:
+    """The stem or patch embedding of a torchvision model, by its class (torchvision names no
+    stem of its own): a ViT's patch projection, class token and position embedding, a ResNet's
+    first convolution and BatchNorm, ... and the first layer of ``features`` for the families
+    built on it (ConvNeXt and Swin patchify stems, EfficientNet, MobileNet, VGG, AlexNet)."""
+    for family, names in STEMS.items():
+        if isinstance(net, getattr(torchvision.models, family)):
+            return list(names)
+    features = getattr(net, "features", None)
+    if isinstance(features, nn.Sequential):
+        return [f"features.{next(iter(features.named_children()))[0]}"]
+    return []
+
+
 def download_state_dict(spec: ModelSpec, weights) -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
@@ -119,4 +145,5 @@ def build_torchvision(spec: ModelSpec) -> LibraryBackbone:
         input_spec_of(weights),
         stage_names(net),
         dropped_prefixes=(head_prefix,),
+        embedding=embedding_modules(net),
     )
