@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from lpft.data import (
     lpft_home,
 )
 from lpft.models import create_backbone
+from lpft.models.adapters import host_reachable
 from lpft.run.context import RunContext
 from lpft.run.runner import Runner
 from tests_support import OodGuard
@@ -31,6 +33,20 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     OodGuard.allowed = True
     OodGuard.labels_allowed = True
     yield
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every connection attempt (name lookups included) fails, as on a node without network."""
+
+    def refuse(*_args, **_kwargs):
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    host_reachable.cache_clear()
+    yield
+    host_reachable.cache_clear()
 
 
 @pytest.fixture

@@ -1,13 +1,21 @@
 """What the model sources share: a wrapper turning another library's network into a
-``Backbone``, lazy imports of optional extras, and the offline-download error."""
+``Backbone``, lazy imports of optional extras, quiet and offline-aware library calls, and the
+offline-download error."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import re
-from collections.abc import Callable
+import socket
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -16,6 +24,8 @@ from lpft.errors import CheckpointError, ConfigError
 from lpft.models.backbone import Backbone, InputSpec
 from lpft.models.spec import ModelSpec
 
+# How long a download host may take to accept a connection before lpft calls it unreachable.
+PROBE_SECONDS = 3.0
 # Containers whose children are a network's stages or layers, tried in this order.
 STAGE_CONTAINERS = (
     "features",
@@ -37,6 +47,51 @@ def require_extra(module: str, extra: str) -> ModuleType:
             f"this model source needs the optional package '{module}' ({exc.name} is missing): "
             f"pip install 'lpft[{extra}]'"
         ) from None
+
+
+@functools.cache
+def host_reachable(url: str) -> bool:
+    """Whether the host of ``url`` accepts a connection within ``PROBE_SECONDS`` (asked once
+    per process). Behind a proxy, which this cannot judge, the answer is yes."""
+    parsed = urlparse(url)
+    if urllib.request.getproxies() or not parsed.hostname:
+        return True
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=PROBE_SECONDS).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def hub_offline_unless_reachable() -> Iterator[None]:
+    """The Hugging Face Hub client reads only its cache while the Hub cannot be reached, so a
+    missing file fails at once instead of after a minute of retries (``HF_HUB_OFFLINE`` for the
+    duration of the call)."""
+    constants = importlib.import_module("huggingface_hub.constants")
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or not host_reachable(constants.ENDPOINT)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+@contextmanager
+def quiet_library() -> Iterator[None]:
+    """Hold back a model library's log records and warnings during one call: when it fails,
+    lpft's one-line error is all that is printed; when it succeeds, its warnings are shown."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logging.disable(previous)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def weights_unavailable(

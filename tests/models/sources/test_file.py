@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from lpft.errors import CheckpointError
-from lpft.models import create_backbone
+from lpft.models import create_backbone, save_spec_checkpoint
 from model_checks import features_of, images_for
 
 
@@ -62,3 +62,29 @@ def test_plain_state_dict_without_arch_is_explained(tmp_path: Path) -> None:
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match=r"name the architecture: file:.*\?arch="):
         create_backbone(f"file:{path}")
+
+
+def test_random_weights_build_the_network_the_file_names(tmp_path: Path) -> None:
+    spec = "torchvision:resnet18?weights=random"
+    random = create_backbone(spec)
+    trained = create_backbone(spec)
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(1.0)
+    path = tmp_path / "trained.pt"
+    save_spec_checkpoint(path, spec, trained)
+    torch.save(trained.net.state_dict(), tmp_path / "state.pth")
+    images = images_for(random, size=32)
+    expected = features_of(random, images)
+    state = f"file:{tmp_path}/state.pth?arch=torchvision:resnet18&weights=random"
+    for built in (f"file:{path}?weights=random", state):
+        assert torch.equal(features_of(create_backbone(built), images), expected)
+    assert not torch.equal(features_of(create_backbone(f"file:{path}"), images), expected)
+
+
+def test_unreadable_file_is_one_line_without_torchs_warnings(tmp_path: Path, capfd) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"notes\.pt cannot be read"):
+        create_backbone(f"file:{path}?arch=torchvision:resnet18")
+    assert capfd.readouterr().err == ""

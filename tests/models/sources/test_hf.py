@@ -62,3 +62,11 @@ def test_missing_weights_name_where_to_put_them(saved_vit, tmp_path: Path) -> No
         (copy / name).write_bytes((directory / name).read_bytes())
     with pytest.raises(CheckpointError, match=rf"place them at the directory {copy}"):
         create_backbone(f"hf:{copy}")
+
+
+def test_random_weights_without_a_local_config_fail_at_once(offline, capfd) -> None:
+    with pytest.raises(CheckpointError) as error:
+        create_backbone("hf:lpft-tests/not-cached-vit?weights=random")
+    message = str(error.value)
+    assert "\n" not in message and "read only from local files" in message
+    assert capfd.readouterr().err == ""

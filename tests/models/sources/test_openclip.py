@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lpft.errors import ConfigError
+from lpft.errors import CheckpointError, ConfigError
 from lpft.models import create_backbone
 from model_checks import (
     TINY_CLIP_ARCH,
@@ -94,3 +94,39 @@ def test_pretrained_spec_needs_a_known_tag(clip_backbone) -> None:
         create_backbone(f"openclip:{ARCH}")
     with pytest.raises(ConfigError, match="'laion9b' is neither a pretrained tag of ViT-B-16"):
         create_backbone("openclip:ViT-B-16/laion9b")
+
+
+# A pretrained tag of the tiny architecture, its weights on the Hub, with the preprocessing and
+# activation its weights were trained with (as open_clip's own tags record them).
+TINY_TAG = {
+    "hf_hub": "lpft-tests/tiny-clip/",
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.25, 0.25, 0.25),
+    "interpolation": "bilinear",
+    "quick_gelu": True,
+}
+
+
+@pytest.fixture
+def tiny_tag(clip_backbone, monkeypatch) -> str:
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, ARCH, {"tinytag": TINY_TAG})
+    return f"openclip:{ARCH}/tinytag"
+
+
+def test_tagged_random_spec_builds_offline_with_the_tags_preprocessing(
+    tiny_tag, offline, capfd
+) -> None:
+    backbone = create_backbone(f"{tiny_tag}?weights=random")
+    spec = backbone.input_spec
+    assert (spec.mean, spec.std, spec.interpolation) == ((0.5,) * 3, (0.25,) * 3, "bilinear")
+    activation = backbone.net.transformer.resblocks[0].mlp.gelu
+    assert isinstance(activation, open_clip.transformer.QuickGELU)
+    assert capfd.readouterr().err == ""
+
+
+def test_unreachable_tag_weights_fail_at_once_in_one_line(tiny_tag, offline, capfd) -> None:
+    with pytest.raises(CheckpointError) as error:
+        create_backbone(tiny_tag)
+    assert "\n" not in str(error.value) and "hub repo lpft-tests/tiny-clip/" in str(error.value)
+    assert f"{tiny_tag}?weights=random" in str(error.value)
+    assert capfd.readouterr().err == ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lpft.errors import ConfigError
+from lpft.errors import CheckpointError, ConfigError
 from lpft.models import create_backbone
 from model_checks import assert_round_trips_through_a_file, features_of, images_for, pooled_blocks
 
@@ -45,3 +45,12 @@ def test_unknown_model_and_missing_extra_are_one_line(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)
     with pytest.raises(ConfigError, match=r"pip install 'lpft\[timm\]'"):
         create_backbone(SPEC)
+
+
+def test_unreachable_hub_weights_fail_at_once_in_one_line(offline, capfd) -> None:
+    with pytest.raises(CheckpointError) as error:
+        create_backbone("timm:test_vit")
+    message = str(error.value)
+    assert "\n" not in message and "hub repo timm/test_vit" in message
+    assert "timm:test_vit?weights=random" in message
+    assert capfd.readouterr().err == ""

@@ -100,3 +100,13 @@ def test_stem_of_each_family_by_its_class() -> None:
         "features.0.2.bias",
     ]
     assert embedding_modules(models.resnet18()) == ["conv1", "bn1"]
+
+
+def test_unreachable_host_fails_before_any_download(offline, monkeypatch, tmp_path) -> None:
+    def download(*_args, **_kwargs):
+        raise AssertionError("no download is attempted when the host cannot be reached")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", download)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError, match=r"download\.pytorch\.org cannot be reached"):
+        create_backbone("torchvision:resnet18")

@@ -12,16 +12,20 @@ elsewhere, loaded into that spec built with random weights:
 - plain or ``DataParallel`` state dicts of any spec.
 
 Loading is strict: any mismatch names the first missing, unexpected or mis-shaped keys.
+
+``?weights=random`` builds the architecture the file names (its own, or ``arch``) with random
+weights, as ``<spec>?weights=random`` does: the from-scratch baseline of a checkpoint's network.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lpft.errors import CheckpointError
+from lpft.errors import CheckpointError, ConfigError
 from lpft.models.adapters import first_line, require_extra
 from lpft.models.backbone import Backbone, register_backbone_source
 from lpft.models.checkpoint import (
@@ -31,7 +35,7 @@ from lpft.models.checkpoint import (
     load_state_dict_strictly,
 )
 from lpft.models.spec import ARCHITECTURES, create_backbone, random_variant
-from lpft.registry import ModelSpec
+from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec
 
 # Wrappers around the encoder's keys, tried in order: MoCo v1/v2 (and MoCo-TP) query encoder,
 # MoCo v3 base encoder, then (Distributed)DataParallel.
@@ -45,16 +49,19 @@ def build_architecture(arch: str, arch_kwargs: dict[str, Any]) -> Backbone:
     return ARCHITECTURES.get(arch)(**kwargs)
 
 
-def load_lpft_checkpoint(path: Path, payload: dict[str, Any]) -> Backbone:
+def lpft_architecture(path: Path, payload: dict[str, Any]) -> Backbone:
+    """The network an lpft checkpoint names, with random weights."""
     if "spec" in payload:
-        backbone = create_backbone(random_variant(payload["spec"]))
-        target = backbone.weights_module()
-    else:
-        try:
-            backbone = build_architecture(payload["arch"], payload.get("arch_kwargs", {}))
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path}: bad arch or arch_kwargs ({exc})") from None
-        target = backbone
+        return create_backbone(random_variant(payload["spec"]))
+    try:
+        return build_architecture(payload["arch"], payload.get("arch_kwargs", {}))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: bad arch or arch_kwargs ({exc})") from None
+
+
+def load_lpft_checkpoint(path: Path, payload: dict[str, Any]) -> Backbone:
+    backbone = lpft_architecture(path, payload)
+    target = backbone.weights_module() if "spec" in payload else backbone
     load_state_dict_strictly(target, payload["state_dict"], f"checkpoint {path}")
     return backbone
 
@@ -68,7 +75,10 @@ def read_foreign(path: Path) -> Any:
         return load_payload(path)
     except CheckpointError as error:
         try:
-            return torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                # torch's deprecation notice of TorchScript, not a fact about this file
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
         except (RuntimeError, ValueError):
             raise error from None
 
@@ -95,9 +105,16 @@ def load_foreign_checkpoint(path: Path, arch: str) -> Backbone:
     return backbone
 
 
-def load_backbone_file(path: Path, arch: str | None = None) -> Backbone:
-    """A backbone from an lpft checkpoint, or from a foreign one loaded into ``arch``."""
+def load_backbone_file(
+    path: Path, arch: str | None = None, random_weights: bool = False
+) -> Backbone:
+    """A backbone from an lpft checkpoint, or from a foreign one loaded into ``arch``; with
+    ``random_weights`` the same network with random weights (the file must exist)."""
     path = Path(path).expanduser()
+    if arch is not None and random_weights:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path}: no such file")
+        return create_backbone(random_variant(arch))
     if arch is not None:
         return load_foreign_checkpoint(path, arch)
     payload = load_payload(path)
@@ -107,6 +124,8 @@ def load_backbone_file(path: Path, arch: str | None = None) -> Backbone:
             f"for weights saved elsewhere (MoCo, CLIP, a state dict) name the architecture: "
             f"file:{path}?arch=torchvision:resnet50"
         )
+    if random_weights:
+        return lpft_architecture(path, payload)
     return load_lpft_checkpoint(path, payload)
 
 
@@ -115,10 +134,13 @@ def catalogue(pattern: str | None) -> list[str]:
         "file:<path>                      an lpft checkpoint (lpft pretrain, save_spec_checkpoint)",
         "file:<path>?arch=<spec>          weights saved elsewhere, loaded into <spec>, e.g. "
         "file:moco_v2_800ep_pretrain.pth.tar?arch=torchvision:resnet50",
+        "file:<path>?weights=random       the network the file names, random weights",
     ]
 
 
 def check_spec(spec: ModelSpec) -> None:
+    if spec.weights not in (PRETRAINED_WEIGHTS, RANDOM_WEIGHTS):
+        raise ConfigError(f"model spec '{spec}': weights must be random or pretrained")
     if "arch" in spec.options:
         random_variant(spec.options["arch"])
 
@@ -127,11 +149,11 @@ def check_spec(spec: ModelSpec) -> None:
     "file",
     catalogue=catalogue,
     summary="weights from a file: lpft checkpoints, MoCo / MoCo-TP, CLIP, state dicts",
-    options=("arch",),
+    options=("arch", "weights"),
     check=check_spec,
 )
 def build_file(spec: ModelSpec) -> Backbone:
     try:
-        return load_backbone_file(Path(spec.name), spec.options.get("arch"))
+        return load_backbone_file(Path(spec.name), spec.options.get("arch"), spec.random_weights)
     except OSError as exc:
         raise CheckpointError(f"checkpoint {spec.name}: {first_line(exc)}") from None

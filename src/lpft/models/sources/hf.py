@@ -10,16 +10,20 @@ resample filter, resize and crop sizes). Features are the model's pooled output 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from lpft.errors import ConfigError
+from lpft.errors import CheckpointError, ConfigError, LpftError
 from lpft.models.adapters import (
     LibraryBackbone,
     first_line,
+    hub_offline_unless_reachable,
+    quiet_library,
     require_extra,
     stage_names,
     weights_unavailable,
@@ -30,6 +34,7 @@ from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec
 EXTRA = "hf"
 # PIL resampling codes used by image processors -> torchvision interpolation names.
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+PROCESSOR_FILE = "preprocessor_config.json"
 # What transformers' vision models call their stem, tried in order.
 EMBEDDING_MODULES = ("embeddings", "embedder")
 
@@ -80,29 +85,52 @@ def hub_place(name: str) -> str:
         return f"the directory {name} (config.json, weights, preprocessor_config.json)"
     hub = require_extra("huggingface_hub.constants", EXTRA)
     return (
-        f"{hub.HF_HUB_CACHE} (the Hugging Face cache, HF_HOME; set HF_HUB_OFFLINE=1 to skip "
-        "network retries) or a local directory given as hf:/path/to/dir"
+        f"{hub.HF_HUB_CACHE} (the Hugging Face cache, HF_HOME) or a local directory given as "
+        "hf:/path/to/dir"
     )
 
 
-def load_network(transformers, spec: ModelSpec) -> nn.Module:
+def unavailable(spec: ModelSpec, exc: BaseException) -> LpftError:
+    """The one-line error for files of ``spec`` that could not be read: random weights need
+    only local files (the config and the image processor); pretrained ones name where the
+    weights go."""
+    if spec.random_weights:
+        return CheckpointError(
+            f"model spec '{spec}': random weights are built from the model's config.json and "
+            f"preprocessor_config.json, read only from local files and not found for "
+            f"{spec.name} ({first_line(exc)}); put them at {hub_place(spec.name)}"
+        )
+    return weights_unavailable(spec, spec.name, hub_place(spec.name), exc)
+
+
+@contextmanager
+def hub_call(spec: ModelSpec) -> Iterator[None]:
+    """A quiet transformers call that fails at once, with one line, when its files are missing
+    (``random`` weights never go to the network)."""
     try:
+        with quiet_library(), hub_offline_unless_reachable():
+            yield
+    except (OSError, ValueError) as exc:
+        raise unavailable(spec, exc) from None
+
+
+def load_network(transformers, spec: ModelSpec) -> nn.Module:
+    with hub_call(spec):
         if spec.random_weights:
-            config = transformers.AutoConfig.from_pretrained(spec.name)
+            config = transformers.AutoConfig.from_pretrained(spec.name, local_files_only=True)
             return transformers.AutoModel.from_config(config)
         return transformers.AutoModel.from_pretrained(spec.name)
-    except (OSError, ValueError) as exc:
-        raise weights_unavailable(spec, spec.name, hub_place(spec.name), exc) from None
 
 
 def load_processor(transformers, spec: ModelSpec) -> Any:
-    try:
-        return transformers.AutoImageProcessor.from_pretrained(spec.name)
-    except (OSError, ValueError) as exc:
+    if Path(spec.name).expanduser().is_dir() and not Path(spec.name, PROCESSOR_FILE).is_file():
         raise ConfigError(
-            f"model spec '{spec}': no image processor (preprocessor_config.json) for "
-            f"{spec.name}: {first_line(exc)}"
-        ) from None
+            f"model spec '{spec}': no image processor ({PROCESSOR_FILE}) in {spec.name}"
+        )
+    with hub_call(spec):
+        return transformers.AutoImageProcessor.from_pretrained(
+            spec.name, local_files_only=spec.random_weights
+        )
 
 
 def image_tower(net: nn.Module) -> tuple[str, nn.Module]:

@@ -19,6 +19,8 @@ from lpft.models.adapters import (
     LibraryBackbone,
     SharedReference,
     first_line,
+    hub_offline_unless_reachable,
+    quiet_library,
     require_extra,
     stage_names,
     stem_group_parameters,
@@ -151,6 +153,20 @@ def catalogue(pattern: str | None) -> list[str]:
     return [f"openclip:{arch}/{tag}" for arch, tag in pairs if not pattern or pattern in arch]
 
 
+def create_clip(open_clip, spec: ModelSpec, arch: str, tag: str | None) -> nn.Module:
+    """The architecture as the tag configures it (QuickGELU, preprocessing), with the tag's
+    weights, or with random weights and nothing fetched: open_clip downloads a tag's weights
+    even when told not to load them, so a random model is built without the tag."""
+    tag_config = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
+    return open_clip.create_model(
+        arch,
+        pretrained=None if spec.random_weights else tag,
+        pretrained_text=not spec.random_weights,
+        force_quick_gelu=bool(tag_config.get("quick_gelu")),
+        force_preprocess_cfg=tag_config,
+    )
+
+
 @register_backbone_source(
     "openclip",
     catalogue=catalogue,
@@ -169,7 +185,8 @@ def build_openclip(spec: ModelSpec) -> OpenClipBackbone:
             f"({', '.join(known_tags) or 'none'}) nor a weights file"
         )
     try:
-        clip = open_clip.create_model(arch, pretrained=tag, load_weights=not spec.random_weights)
+        with quiet_library(), hub_offline_unless_reachable():
+            clip = create_clip(open_clip, spec, arch, tag)
     except (OSError, RuntimeError) as exc:
         if spec.random_weights or tag is None:
             raise ConfigError(f"model spec '{spec}': {first_line(exc)}") from None

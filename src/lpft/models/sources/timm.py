@@ -12,6 +12,8 @@ from lpft.errors import ConfigError
 from lpft.models.adapters import (
     LibraryBackbone,
     first_line,
+    hub_offline_unless_reachable,
+    quiet_library,
     require_extra,
     stage_names,
     stem_group_parameters,
@@ -42,8 +44,7 @@ def weights_location(timm, name: str) -> tuple[str, str]:
     if config is not None and config.hf_hub_id:
         return (
             f"hub repo {config.hf_hub_id}",
-            f"{hub.HF_HUB_CACHE} (the Hugging Face cache; set HF_HUB_OFFLINE=1 to skip "
-            "network retries)",
+            f"{hub.HF_HUB_CACHE} (the Hugging Face cache)",
         )
     url = config.url if config is not None else name
     return url, f"{_torch_hub_checkpoints()}/{url.rsplit('/', 1)[-1]}"
@@ -93,7 +94,8 @@ def build_timm(spec: ModelSpec) -> LibraryBackbone:
             f"model spec '{spec}': timm has no model '{spec.name}' (list them: lpft models timm)"
         )
     try:
-        net = timm.create_model(spec.name, pretrained=not spec.random_weights, num_classes=0)
+        with quiet_library(), hub_offline_unless_reachable():
+            net = timm.create_model(spec.name, pretrained=not spec.random_weights, num_classes=0)
     except (OSError, RuntimeError) as exc:
         if spec.random_weights:
             raise ConfigError(f"model spec '{spec}': {first_line(exc)}") from None

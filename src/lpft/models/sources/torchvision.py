@@ -7,12 +7,20 @@ for random weights (the enum's metadata needs no download).
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 import torchvision
 from torch import nn
 
 from lpft.errors import ConfigError
-from lpft.models.adapters import LibraryBackbone, stage_names, weights_unavailable
+from lpft.models.adapters import (
+    LibraryBackbone,
+    host_reachable,
+    stage_names,
+    weights_unavailable,
+)
 from lpft.models.backbone import InputSpec, register_backbone_source
 from lpft.registry import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, ModelSpec, unknown_name_message
 
@@ -108,12 +116,14 @@ def embedding_modules(net: nn.Module) -> list[str]:
 
 
 def download_state_dict(spec: ModelSpec, weights) -> dict[str, torch.Tensor]:
+    """The weights from torch hub's cache, else downloaded; an unreachable host fails at once."""
+    place = Path(torch.hub.get_dir(), "checkpoints", weights.url.rsplit("/", 1)[-1])
     try:
+        if not place.is_file() and not host_reachable(weights.url):
+            raise OSError(f"{urlparse(weights.url).hostname} cannot be reached")
         return weights.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # URLError, OSError, hash mismatch: all mean "not available"
-        filename = weights.url.rsplit("/", 1)[-1]
-        place = f"{torch.hub.get_dir()}/checkpoints/{filename}"
-        raise weights_unavailable(spec, weights.url, place, exc) from None
+        raise weights_unavailable(spec, weights.url, str(place), exc) from None
 
 
 def catalogue(pattern: str | None) -> list[str]:
