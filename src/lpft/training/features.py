@@ -36,6 +36,10 @@ def pool_block_output(output: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
+    """Collect the pooled outputs of ``backbone.blocks()`` into ``sink`` through forward hooks.
+
+    A compiled ``forward`` (``--compile``) runs eagerly meanwhile: code compiled before the
+    hooks existed never calls them (TorchDynamo does not guard on hooks)."""
     handles = []
     for name, module in backbone.blocks().items():
 
@@ -44,7 +48,8 @@ def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
 
         handles.append(module.register_forward_hook(hook))
     try:
-        yield
+        with torch.compiler.set_stance("force_eager"):
+            yield
     finally:
         for handle in handles:
             handle.remove()
