@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from data_fixtures import CLASSES, make_folder_dataset, write_image
+from lpft.cli.main import main
 from lpft.data import BuildContext, create_benchmark
 from lpft.errors import DataError
 
@@ -76,6 +77,27 @@ def test_truncated_image_is_named_or_skipped_and_counted(tmp_path: Path) -> None
     benchmark = build(root, skip_bad=True)
     assert benchmark.bad_images == [str(bad)]
     assert len(benchmark.id_train) == 11
+
+
+def test_every_format_pillow_opens_is_read_and_other_files_are_counted(
+    tmp_path: Path, capsys
+) -> None:
+    root = make_folder_dataset(tmp_path / "data")
+    cat = root / "train" / "cat"
+    pixels = np.full((12, 12), 90, dtype=np.uint8)
+    for name in ("a.jfif", "b.pgm", "c.tga"):
+        Image.fromarray(pixels).save(cat / name)
+    (cat / "labels.txt").write_text("cat")
+    (cat / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    (cat / ".DS_Store").write_bytes(b"\0")
+    benchmark = build(root)
+    read = {Path(path).name for path, _ in benchmark.id_train.samples}
+    assert {"a.jfif", "b.pgm", "c.tga"} <= read and len(benchmark.id_train) == 15
+    skipped = benchmark.info["skipped_files"]
+    assert (skipped["count"], skipped["by_extension"]) == (2, {".h5": 1, ".txt": 1})
+    assert main(["data", "check", "folder", "--data-root", str(root)]) == 0
+    note = "note: 2 files skipped, not in a format Pillow opens (by extension): .h5 x1, .txt x1"
+    assert note in capsys.readouterr().out
 
 
 def labels_of(dataset) -> list[int]:

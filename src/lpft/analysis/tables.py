@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpft.analysis.stats import mean_ci
+from lpft.data.folder import skipped_note
 
 PERCENT = 100.0
 # The metric every split has (lpft.data.metrics.PRIMARY_METRIC); it fills the ID/OOD columns.
@@ -393,9 +394,9 @@ def grid_edges(entry: dict[str, Any]) -> list[GridEdge]:
 
 
 def warnings(results: dict[str, Any]) -> list[str]:
-    """What a reader of the table must not miss: seeds that dropped out, selections at the edge
-    of their grid, candidates whose solver did not converge."""
-    notes = []
+    """What a reader of the table must not miss: data files left out, seeds that dropped out,
+    selections at the edge of their grid, candidates whose solver did not converge."""
+    notes = skipped_data(results.get("benchmark", {}))
     for key, entry in results["methods"].items():
         if entry["hidden"]:
             continue
@@ -414,6 +415,20 @@ def warnings(results: dict[str, Any]) -> list[str]:
             f"{c.tol:g}); its accuracies are those of an unfinished fit: raise max_iter"
             for c in unconverged(entry)
         ]
+    return notes
+
+
+def skipped_data(benchmark: dict[str, Any]) -> list[str]:
+    """Files of the benchmark's data that the run did not read, and why."""
+    notes = []
+    if benchmark.get("skipped_bad_images"):
+        notes.append(
+            f"{benchmark['skipped_bad_images']} unreadable images skipped (--skip-bad-images), "
+            f"e.g. {benchmark['bad_images'][0]}"
+        )
+    skipped = benchmark.get("info", {}).get("skipped_files")
+    if skipped:
+        notes.append(skipped_note(skipped))
     return notes
 
 

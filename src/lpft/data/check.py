@@ -25,6 +25,7 @@ from lpft.data.benchmark import (
     validate_benchmark_options,
 )
 from lpft.data.cache import lpft_home
+from lpft.data.folder import skipped_note
 from lpft.errors import DataError
 
 
@@ -43,6 +44,8 @@ class CheckReport:
     data_root: Path | None
     splits: list[SplitStatus]
     problem: str | None = None
+    # What the reader left out and why (files in no format Pillow opens).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -106,7 +109,8 @@ def check_benchmark(
         SplitStatus(split, "found", *_count(dataset))
         for split, dataset in split_datasets(benchmark).items()
     ]
-    return CheckReport(name, data_root, splits)
+    skipped = benchmark.info.get("skipped_files")
+    return CheckReport(name, data_root, splits, notes=[skipped_note(skipped)] if skipped else [])
 
 
 def format_report(report: CheckReport) -> str:
@@ -122,6 +126,7 @@ def format_report(report: CheckReport) -> str:
             lines.append(f"      expected {requirement.kind} {requirement.path}")
         for how in dict.fromkeys(r.how for r in split.missing):
             lines.append(f"      get it: {how}")
+    lines += [f"  note: {note}" for note in report.notes]
     if report.problem:
         lines.append(f"  problem: {report.problem}")
     lines.append("all splits found" if report.ok else "data check failed")

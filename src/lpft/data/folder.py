@@ -7,7 +7,9 @@ Layout under ``--data-root``::
 Classes come from ``train/``; ``val`` and ``test`` must have the same class folders and every OOD
 set a subset of them. Without ``val/``, a seeded split stratified by class is taken from
 ``train/`` (``val_fraction``, ``split_seed``) and recorded in ``results.json``. Images are any
-format and size Pillow reads, RGB or grayscale. Every image is decoded once up front: a bad file
+format and size Pillow reads (by the extensions its plugins register), RGB or grayscale; any
+other file is skipped, counted by extension in ``info.skipped_files`` and named by ``lpft data
+check`` and the run (hidden files are ignored). Every image is decoded once up front: a bad file
 stops the run before training (or, with ``--skip-bad-images``, is left out and counted), and the
 decoded pixels are kept in memory up to ``decode_cache_mb`` so that epochs do not decode again.
 The benchmark is named after the data root's folder (or ``name``) in tables and reports.
@@ -15,20 +17,23 @@ The benchmark is named after the data root's folder (or ``name``) in tables and 
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, register_benchmark
 from lpft.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+# Why a file that is not read was skipped (``info.skipped_files``).
+SKIPPED_WHY = "not in a format Pillow opens (by extension)"
+SKIPPED_EXAMPLES = 5
 ID_SPLITS = ("train", "val", "test")
 Sample = tuple[str, int]
 
@@ -97,10 +102,43 @@ def class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def list_images(class_dir: Path) -> list[Path]:
-    return sorted(
-        p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+def image_extensions() -> frozenset[str]:
+    """Extensions of every format Pillow can open (``.jfif``, ``.pgm``, ``.tga``, ...), less
+    its stubs (HDF5, GRIB, BUFR, WMF), which identify a file but read no pixels."""
+    Image.init()
+    return frozenset(
+        ext
+        for ext, image_format in Image.registered_extensions().items()
+        if image_format in Image.OPEN and not is_stub(Image.OPEN[image_format][0])
     )
+
+
+def is_stub(factory: object) -> bool:
+    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+
+def list_images(class_dir: Path, skipped: list[Path] | None = None) -> list[Path]:
+    """The images under ``class_dir``; other files (hidden ones aside) go to ``skipped``."""
+    extensions = image_extensions()
+    files = sorted(
+        p
+        for p in class_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
+    )
+    if skipped is not None:
+        skipped += [p for p in files if p.suffix.lower() not in extensions]
+    return [p for p in files if p.suffix.lower() in extensions]
+
+
+def skipped_entry(skipped: list[Path]) -> dict:
+    """``info.skipped_files``: how many files were not read, why, by extension, a few names."""
+    by_extension = Counter(p.suffix.lower() or "(none)" for p in skipped)
+    return {
+        "count": len(skipped),
+        "why": SKIPPED_WHY,
+        "by_extension": dict(sorted(by_extension.items())),
+        "examples": [str(p) for p in skipped[:SKIPPED_EXAMPLES]],
+    }
 
 
 def decoded_or_problem(path: str) -> np.ndarray | str:
@@ -111,8 +149,14 @@ def decoded_or_problem(path: str) -> np.ndarray | str:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def skipped_note(entry: dict) -> str:
+    """One line from ``info.skipped_files``: how many files were not read and why."""
+    kinds = ", ".join(f"{ext} x{count}" for ext, count in entry["by_extension"].items())
+    return f"{entry['count']} files skipped, {entry['why']}: {kinds}"
+
+
 def scan_split(
-    split_dir: Path, class_to_index: dict[str, int], allowed_missing: bool
+    split_dir: Path, class_to_index: dict[str, int], allowed_missing: bool, skipped: list[Path]
 ) -> list[Sample]:
     if not split_dir.is_dir():
         raise DataError(f"missing split directory {split_dir}")
@@ -128,7 +172,7 @@ def scan_split(
         raise DataError(f"{split_dir}: missing class folders {missing[:5]} that train/ has")
     samples = []
     for name in found:
-        files = list_images(split_dir / name)
+        files = list_images(split_dir / name, skipped)
         if not files:
             raise DataError(f"{split_dir / name}: empty class folder (no images)")
         samples += [(str(p), class_to_index[name]) for p in files]
@@ -192,9 +236,10 @@ class FolderReader:
 
     def __post_init__(self) -> None:
         self.bad: list[str] = []
+        self.skipped: list[Path] = []
 
     def read(self, split_dir: Path, allowed_missing: bool = False) -> list[Sample]:
-        samples = scan_split(split_dir, self.class_to_index, allowed_missing)
+        samples = scan_split(split_dir, self.class_to_index, allowed_missing, self.skipped)
         if self.options.verify_images:
             samples = decode_all(samples, self.skip_bad, self.bad, self.cache)
         if not samples:
@@ -269,6 +314,8 @@ def build_folder_benchmark(context: BuildContext, options: FolderOptions) -> Ben
         present = tuple(sorted({label for _, label in samples}))
         ood[name] = EvalSplit(reader.dataset(samples), present if name in restricted else None)
     info["decoded_in_memory"] = len(reader.cache.arrays)
+    if reader.skipped:
+        info["skipped_files"] = skipped_entry(reader.skipped)
     return Benchmark(
         name=options.name or root.resolve().name,
         classes=classes,
