@@ -60,3 +60,23 @@ def test_torchvision_model_runs_on_a_folder_without_val(tmp_path: Path, capsys) 
     for method in ("lp", "ft", "lpft"):
         summary = results["methods"][method]["summary"]
         assert 0.0 <= summary["ood"]["night"]["mean"] <= 1.0
+
+
+def test_freeze_embed_and_surgical_run_on_a_timm_vit(tmp_path: Path, capsys) -> None:
+    """The quick sweep of LP, freeze-embed and surgical on a library backbone; a stray file in
+    the data is named in the run's warnings."""
+    root = make_photo_folder(tmp_path / "vehicles")
+    (root / "train" / "car" / "notes.txt").write_text("not an image")
+    out = tmp_path / "run"
+    argv = ["run", "--benchmark", "folder", "--data-root", str(root), "--quick", "--seeds", "1"]
+    argv += ["--model", "timm:test_vit?weights=random", "--methods", "lp,freeze-embed,surgical"]
+    argv += ["--device", "cpu", "--no-report", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1 files skipped, not in a format Pillow opens (by extension): .txt x1" in printed
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert set(methods) == {"lp", "freeze-embed", "surgical"}
+    candidates = methods["surgical"]["seeds"][0]["cells"][0]["candidates"]
+    assert [c["hparams"]["block"] for c in candidates] == [f"blocks.{i}" for i in range(6)]
+    for method in ("freeze-embed", "surgical"):
+        assert 0.0 <= methods[method]["summary"]["ood"]["night"]["mean"] <= 1.0

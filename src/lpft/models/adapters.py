@@ -65,13 +65,13 @@ def host_reachable(url: str) -> bool:
 
 
 @contextmanager
-def hub_offline_unless_reachable() -> Iterator[None]:
+def hub_offline_unless_reachable(downloads: bool = True) -> Iterator[None]:
     """The Hugging Face Hub client reads only its cache while the Hub cannot be reached, so a
     missing file fails at once instead of after a minute of retries (``HF_HUB_OFFLINE`` for the
-    duration of the call)."""
+    duration of the call). A call that ``downloads`` nothing is not worth a probe."""
     constants = importlib.import_module("huggingface_hub.constants")
     previous = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = previous or not host_reachable(constants.ENDPOINT)
+    constants.HF_HUB_OFFLINE = previous or (downloads and not host_reachable(constants.ENDPOINT))
     try:
         yield
     finally:

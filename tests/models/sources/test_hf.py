@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import torch
 from transformers import ViTModel
@@ -70,3 +71,21 @@ def test_random_weights_without_a_local_config_fail_at_once(offline, capfd) -> N
     message = str(error.value)
     assert "\n" not in message and "read only from local files" in message
     assert capfd.readouterr().err == ""
+
+
+def test_random_weights_from_the_hub_cache_offline(
+    saved_vit, tmp_path, monkeypatch, offline
+) -> None:
+    """A repo in the Hugging Face cache layout (as a download leaves it) serves its config and
+    image processor without the network."""
+    directory, _ = saved_vit
+    commit = "0" * 40
+    snapshot = tmp_path / "hub" / "models--lpft-tests--tiny-vit" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        (snapshot / name).write_bytes((directory / name).read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    backbone = create_backbone("hf:lpft-tests/tiny-vit?weights=random")
+    assert backbone.feature_dim == 32 and backbone.input_spec.size == 32

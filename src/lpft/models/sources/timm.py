@@ -94,7 +94,7 @@ def build_timm(spec: ModelSpec) -> LibraryBackbone:
             f"model spec '{spec}': timm has no model '{spec.name}' (list them: lpft models timm)"
         )
     try:
-        with quiet_library(), hub_offline_unless_reachable():
+        with quiet_library(), hub_offline_unless_reachable(not spec.random_weights):
             net = timm.create_model(spec.name, pretrained=not spec.random_weights, num_classes=0)
     except (OSError, RuntimeError) as exc:
         if spec.random_weights:
