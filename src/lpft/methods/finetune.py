@@ -207,7 +207,7 @@ def zeroshot_head(backbone: Backbone, classes: list[str]) -> tuple[torch.Tensor,
 def zeroshot_refusal(backbone: Backbone, where: str = "") -> ConfigError:
     return ConfigError(
         f"{where}head_init: zeroshot needs a backbone with a text tower (an openclip: model); "
-        f"{type(backbone).__name__} has none"
+        f"{backbone.architecture} has none"
     )
 
 

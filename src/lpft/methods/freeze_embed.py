@@ -30,7 +30,7 @@ def embedding_names(backbone: Backbone) -> list[str]:
     unknown = [n for n in names if n not in all_names]
     if not names or unknown:
         raise ConfigError(
-            f"backbone {type(backbone).__name__}: embedding_parameters() names "
+            f"backbone {backbone.architecture}: embedding_parameters() names "
             f"{unknown or 'no parameters'}; expected names from named_parameters()"
         )
     return names

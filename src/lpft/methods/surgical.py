@@ -35,12 +35,12 @@ def block_names(backbone: Backbone, options: SurgicalOptions) -> list[str]:
     """The blocks to try: all of ``backbone.blocks()``, or the one fixed by ``block``."""
     names = list(backbone.blocks())
     if not names:
-        raise ConfigError(f"surgical: backbone {type(backbone).__name__} names no blocks")
+        raise ConfigError(f"surgical: backbone {backbone.architecture} names no blocks")
     if options.block is None:
         return names
     if options.block not in names:
         raise ConfigError(
-            f"surgical: block '{options.block}' is not a block of {type(backbone).__name__} "
+            f"surgical: block '{options.block}' is not a block of {backbone.architecture} "
             f"(blocks: {', '.join(names)})"
         )
     return [options.block]

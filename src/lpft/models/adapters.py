@@ -193,11 +193,15 @@ class LibraryBackbone(Backbone):
     def blocks(self) -> dict[str, nn.Module]:
         return {name: self.net.get_submodule(name) for name in self.block_names}
 
+    @property
+    def architecture(self) -> str:
+        return type(self.net).__name__
+
     def embedding_parameters(self) -> list[str]:
         names = parameters_under(self.net, self.embedding)
         if not names:
             raise ConfigError(
-                f"backbone {type(self.net).__name__} has no stem / embedding parameters that "
+                f"backbone {self.architecture} has no stem / embedding parameters that "
                 "lpft recognises (freezing the embedding needs them)"
             )
         return [f"net.{name}" for name in names]

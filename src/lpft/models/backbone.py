@@ -52,6 +52,11 @@ class Backbone(nn.Module):
     def blocks(self) -> dict[str, nn.Module]:
         raise NotImplementedError
 
+    @property
+    def architecture(self) -> str:
+        """The network's class name, for messages (the library's class for a wrapped model)."""
+        return type(self).__name__
+
     def weights_module(self) -> nn.Module:
         """The module whose state dict a checkpoint of this backbone holds."""
         return self
@@ -74,7 +79,7 @@ class Backbone(nn.Module):
         ViT also its position embedding and class token): what ``freeze-embed`` keeps frozen.
         Every backbone source should override this."""
         raise ConfigError(
-            f"backbone {type(self).__name__} does not name its stem / embedding parameters "
+            f"backbone {self.architecture} does not name its stem / embedding parameters "
             "(Backbone.embedding_parameters), which freezing the embedding needs"
         )
 
