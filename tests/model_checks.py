@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import open_clip
+import pytest
 import torch
 from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
@@ -87,3 +91,17 @@ def save_tiny_hf_vit(directory: Path) -> ViTModel:
     )
     processor.save_pretrained(directory)
     return model
+
+
+def failure_alone(call: Callable[[], object], error: type[Exception], caplog, capfd) -> str:
+    """``call()`` raises ``error`` in one line with nothing ahead of it: no warning, no log
+    record of a library, nothing on stderr. Returns the message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(error) as raised:
+            call()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert capfd.readouterr().err == ""
+    return message
