@@ -31,6 +31,25 @@ from torch.utils.data import Dataset
 from lpft.data.benchmark import Benchmark, BuildContext, EvalSplit, register_benchmark
 from lpft.errors import DataError
 
+
+def image_extensions() -> tuple[str, ...]:
+    """Extensions of every format Pillow can open (``.jfif``, ``.pgm``, ``.tga``, ...), less
+    its stubs (HDF5, GRIB, BUFR, WMF), which identify a file but read no pixels."""
+    Image.init()
+    return tuple(
+        sorted(
+            ext
+            for ext, image_format in Image.registered_extensions().items()
+            if image_format in Image.OPEN and not is_stub(Image.OPEN[image_format][0])
+        )
+    )
+
+
+def is_stub(factory: object) -> bool:
+    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+
+IMAGE_EXTENSIONS = image_extensions()
 # Why a file that is not read was skipped (``info.skipped_files``).
 SKIPPED_WHY = "not in a format Pillow opens (by extension)"
 SKIPPED_EXAMPLES = 5
@@ -102,32 +121,16 @@ def class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def image_extensions() -> frozenset[str]:
-    """Extensions of every format Pillow can open (``.jfif``, ``.pgm``, ``.tga``, ...), less
-    its stubs (HDF5, GRIB, BUFR, WMF), which identify a file but read no pixels."""
-    Image.init()
-    return frozenset(
-        ext
-        for ext, image_format in Image.registered_extensions().items()
-        if image_format in Image.OPEN and not is_stub(Image.OPEN[image_format][0])
-    )
-
-
-def is_stub(factory: object) -> bool:
-    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
-
-
 def list_images(class_dir: Path, skipped: list[Path] | None = None) -> list[Path]:
     """The images under ``class_dir``; other files (hidden ones aside) go to ``skipped``."""
-    extensions = image_extensions()
     files = sorted(
         p
         for p in class_dir.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
     )
     if skipped is not None:
-        skipped += [p for p in files if p.suffix.lower() not in extensions]
-    return [p for p in files if p.suffix.lower() in extensions]
+        skipped += [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def skipped_entry(skipped: list[Path]) -> dict:
