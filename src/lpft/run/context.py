@@ -251,6 +251,7 @@ class RunContext:
             precision=self.config.precision,
             with_blocks=with_blocks,
             data=self._data_fingerprints[split],
+            channels_last=self._use_channels_last(),
         )
 
     def augmented_feature_key(self, split: str, seed: int) -> FeatureKey:

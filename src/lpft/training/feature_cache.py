@@ -73,6 +73,8 @@ class FeatureKey:
     augment_pass: int | None = None
     with_blocks: bool = False
     data: str | None = None
+    # Channels-last convolutions round differently (~1e-6 on CPU) from the default layout.
+    channels_last: bool = False
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)

@@ -26,12 +26,14 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``key`` is an index (augmented as in ``self.epoch``) or an (epoch, index) pair."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image, label = self.dataset[index]
         if self.seed is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, self.epoch, index))
+            torch.manual_seed(derive_seed(self.seed, epoch, index))
             return self.transform(image), label
 
 
@@ -85,6 +87,22 @@ class EpochSampler(Sampler[int]):
         return self.size - self.start
 
 
+class EpochKeys(Sampler[tuple[int, int]]):
+    """``sampler``'s indices paired with its epoch. Loader workers keep the copy of the dataset
+    they started with (persistent across epochs), so the epoch must travel with each index for
+    augmentation to follow it whatever the number of workers."""
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch
 
@@ -107,10 +125,12 @@ def _loader_options(dataset: Dataset, num_workers: int) -> dict:
 def train_loader(
     dataset: Dataset, sampler: EpochSampler, batch_size: int, num_workers: int
 ) -> DataLoader:
+    """Seeded augmentation is keyed by (epoch, index) from ``sampler`` (``EpochKeys``)."""
+    seeded = isinstance(dataset, TransformedDataset) and dataset.seed is not None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=EpochKeys(sampler) if seeded else sampler,
         drop_last=len(dataset) > batch_size,
         **_loader_options(dataset, num_workers),
     )

@@ -36,7 +36,7 @@ from lpft.training.distributed import (
 )
 from lpft.training.evaluate import accuracy
 from lpft.training.features import autocast, forward_split
-from lpft.training.loaders import TransformedDataset, train_loader
+from lpft.training.loaders import train_loader
 from lpft.training.runtime import derive_seed, rng_state, set_rng_state
 from lpft.validation import StrictModel
 
@@ -245,8 +245,6 @@ class FineTuner:
         pos = self.position
         if pos.step_in_epoch == 0:
             torch.manual_seed(derive_seed(self.seed, "epoch", pos.epoch))
-        if isinstance(self.train_data, TransformedDataset):
-            self.train_data.epoch = pos.epoch
         self.sampler.set_position(pos.epoch, pos.step_in_epoch * self.options.batch_size)
         set_training_mode(self.model, self.options.batchnorm)
         keep_frozen_norms_in_eval(self.model)
