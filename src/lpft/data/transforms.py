@@ -7,9 +7,12 @@ are evaluated on a short-side resize and a centre crop, never a squashing resize
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 from lpft.errors import ConfigError
@@ -23,10 +26,13 @@ def _interpolation(spec: InputSpec) -> v2.InterpolationMode:
     return v2.InterpolationMode(spec.interpolation)
 
 
+def _to_pixels(spec: InputSpec) -> list[Callable]:
+    return [v2.Grayscale(1) if spec.channels == 1 else v2.RGB(), v2.ToImage()]
+
+
 def _to_tensor(spec: InputSpec) -> list[Callable]:
     return [
-        v2.Grayscale(1) if spec.channels == 1 else v2.RGB(),
-        v2.ToImage(),
+        *_to_pixels(spec),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(spec.mean, spec.std),
     ]
@@ -83,3 +89,102 @@ def build_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
     train_steps, eval_steps = POLICIES[policy]
     steps = train_steps(spec) if train else eval_steps(spec)
     return v2.Compose([*steps, *_to_tensor(spec)])
+
+
+# --- the same pipelines split for batched work: uint8 pixels stored once, then per batch ---
+
+
+class ShrinkShortSide:
+    """Resizes an image whose short side exceeds ``size`` down to it (never enlarges)."""
+
+    def __init__(self, size: int, interpolation: v2.InterpolationMode) -> None:
+        self.resize = v2.Resize(size, interpolation, antialias=True)
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return self.resize(image) if min(image.size) > self.size else image
+
+    def __repr__(self) -> str:
+        return f"ShrinkShortSide(size={self.size}, interpolation={self.resize.interpolation})"
+
+
+@dataclass(frozen=True)
+class CropFlip:
+    """A random training policy as one crop box and one flip per image, drawn from a generator
+    in exactly the order and way torchvision's transforms draw them from the global RNG."""
+
+    kind: str  # "resized": RandomResizedCrop on the source image; "fixed": RandomCrop(size)
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+    def draw(self, generator: torch.Generator, height: int, width: int) -> tuple[int, ...]:
+        """(top, left, crop height, crop width, flip) on a ``height`` x ``width`` image."""
+        if self.kind == "resized":
+            top, left, h, w = self._resized_box(generator, height, width)
+        else:
+            top, left, h, w = self._fixed_box(generator, height, width)
+        flip = int(torch.rand(1, generator=generator) < 0.5)
+        return top, left, h, w, flip
+
+    def _resized_box(self, generator: torch.Generator, height: int, width: int) -> tuple:
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * torch.empty(1).uniform_(*self.scale, generator=generator).item()
+            aspect = math.exp(torch.empty(1).uniform_(*log_ratio, generator=generator).item())
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+                left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+                return top, left, h, w
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            w, h = width, round(width / min(self.ratio))
+        elif in_ratio > max(self.ratio):
+            w, h = round(height * max(self.ratio)), height
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def _fixed_box(self, generator: torch.Generator, height: int, width: int) -> tuple:
+        top = left = 0
+        if height > self.size:
+            top = int(torch.randint(0, height - self.size + 1, (), generator=generator))
+        if width > self.size:
+            left = int(torch.randint(0, width - self.size + 1, (), generator=generator))
+        return top, left, self.size, self.size
+
+
+def pixel_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
+    """What a split is stored as, once: uint8 (C, H, W) pixels before any random step.
+
+    Deterministic pipelines keep every geometric step (the stored image is the network's input
+    before float conversion); a random training policy keeps its deterministic resize (for
+    random resized crops, the image shrunk to the eval short side, as FFCV stores images)."""
+    if policy not in POLICIES:
+        raise ConfigError(f"unknown augmentation policy '{policy}' (valid: {', '.join(POLICIES)})")
+    if not train or policy in DETERMINISTIC_POLICIES:
+        steps = (POLICIES[policy][0] if train else POLICIES[policy][1])(spec)
+    elif policy == "rrc_flip":
+        steps = [ShrinkShortSide(_short_side(spec), _interpolation(spec))]
+    else:
+        steps = [v2.Resize(_short_side(spec), _interpolation(spec), antialias=True)]
+    return v2.Compose([*steps, *_to_pixels(spec)])
+
+
+def crop_flip(policy: str, spec: InputSpec) -> CropFlip | None:
+    """The per-image random draws of a training policy (None: it draws nothing)."""
+    if policy == "rrc_flip":
+        return CropFlip("resized", spec.size)
+    if policy == "resize_crop_flip":
+        return CropFlip("fixed", spec.size)
+    return None
+
+
+def normalise_pixels(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float 0-255) pixels -> the network's input: the same operations, in the same
+    order, as ``ToDtype(scale=True)`` and ``Normalize`` (bitwise equal on uint8 input);
+    ``mean`` and ``std`` shaped (C, 1, 1) on the pixels' device."""
+    return pixels.to(torch.float32).mul_(1.0 / 255).sub(mean).div_(std)

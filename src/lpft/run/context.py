@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from lpft.config import RunConfig
 from lpft.data import Benchmark, build_transform, dataset_fingerprint
 from lpft.data.cache import lpft_home
-from lpft.data.transforms import DETERMINISTIC_POLICIES
+from lpft.data.transforms import DETERMINISTIC_POLICIES, crop_flip, pixel_transform
 from lpft.models.backbone import Backbone
 from lpft.training.distributed import current_world, shard_sampler
 from lpft.training.feature_cache import (
@@ -27,10 +28,12 @@ from lpft.training.feature_cache import (
     state_dict_sha256,
 )
 from lpft.training.features import ForwardOutputs, feature_batches, forward_split
-from lpft.training.loaders import TensorImageDataset, TransformedDataset, eval_loader
+from lpft.training.loaders import TransformedDataset, eval_loader
+from lpft.training.resident import ResidentImages, ResidentLoader, StoredImages, store_images
 from lpft.training.runtime import derive_seed
 
-# Pre-transform a split into memory when its pipeline is deterministic and it fits in this.
+# Store a split decoded (uint8, before any random step) when it fits in this; else it is read
+# and transformed per image by loader workers.
 MATERIALIZE_MAX_BYTES = 1 << 30
 OOD_VAL_PREFIX = "ood_val:"
 
@@ -202,7 +205,8 @@ class RunContext:
         return self.config.num_workers
 
     def __post_init__(self) -> None:
-        self._materialized: dict[str, TensorImageDataset] = {}
+        self._materialized: dict[str, ResidentImages] = {}
+        self._stored_for_training: dict[str, StoredImages | None] = {}
         self._weights_sha256: str | None = None
         self._data_fingerprints: dict[str, str | None] = {}
         self.pretrained.eval()
@@ -256,9 +260,15 @@ class RunContext:
 
     def augmented_feature_key(self, split: str, seed: int) -> FeatureKey:
         """The key of one seeded pass of ``split`` through the training transform."""
+        stored = self._storable_for_training(split)
+        spec = self.pretrained.input_spec
+        batched = (
+            f"{pixel_transform(self.benchmark.augment, spec, True)!r} then "
+            f"{crop_flip(self.benchmark.augment, spec)!r} batched"
+        )
         return dataclasses.replace(
             self.feature_key(split, False),
-            transform=repr(self.train_transform),
+            transform=batched if stored else repr(self.train_transform),
             seed=derive_seed(seed, "features"),
             augment_pass=0,
         )
@@ -274,42 +284,72 @@ class RunContext:
             return self.benchmark.ood_val[split.removeprefix(OOD_VAL_PREFIX)].dataset
         return self.benchmark.eval_splits()[split].dataset
 
-    def eval_loader(self, split: str) -> DataLoader:
+    def eval_loader(self, split: str) -> DataLoader | ResidentLoader:
         """Under torchrun, each process reads its shard and the forward pass gathers them."""
         dataset = self.prepared(split)
-        return eval_loader(
-            dataset,
-            self.config.eval_batch_size,
-            self.config.num_workers,
-            sampler=shard_sampler(len(dataset)),
-        )
+        sampler = shard_sampler(len(dataset))
+        batch_size = self.config.eval_batch_size
+        if isinstance(dataset, ResidentImages):
+            return ResidentLoader(dataset, batch_size, sampler)
+        return eval_loader(dataset, batch_size, self.config.num_workers, sampler=sampler)
 
     def prepared(self, split: str) -> Dataset:
-        """``split`` through the eval transform, pre-transformed in memory when small."""
+        """``split`` through the eval transform: stored once as uint8 pixels when small."""
         if split in self._materialized:
             return self._materialized[split]
-        dataset = TransformedDataset(self.split_dataset(split), self.eval_transform)
+        dataset = self.split_dataset(split)
         spec = self.pretrained.input_spec
-        size = len(dataset) * spec.channels * spec.size * spec.size * 4
-        if size > MATERIALIZE_MAX_BYTES:
-            return dataset
-        self._materialized[split] = TensorImageDataset.from_dataset(dataset)
+        if len(dataset) * spec.channels * spec.size * spec.size > MATERIALIZE_MAX_BYTES:
+            return TransformedDataset(dataset, self.eval_transform)
+        pixels = pixel_transform(self.benchmark.augment, spec, train=False)
+        self._materialized[split] = ResidentImages(store_images(dataset, pixels), spec, self.device)
         return self._materialized[split]
 
-    def augmented_loader(self, split: str, seed: int) -> DataLoader | None:
+    def _storable_for_training(self, split: str) -> bool:
+        """Whether ``split`` is small enough to store before the training policy's random steps
+        (estimated from the stored short side, without reading an image)."""
+        spec = self.pretrained.input_spec
+        side = spec.size / (spec.crop_pct or 0.875)
+        estimate = len(self.split_dataset(split)) * spec.channels * side * side * 4 / 3
+        return estimate <= MATERIALIZE_MAX_BYTES
+
+    def _stored_training_pixels(self, split: str) -> StoredImages | None:
+        """``split``'s pixels before the training policy's random steps (None: too large)."""
+        if split not in self._stored_for_training:
+            stored = None
+            if self._storable_for_training(split):
+                spec = self.pretrained.input_spec
+                pixels = pixel_transform(self.benchmark.augment, spec, train=True)
+                stored = store_images(self.split_dataset(split), pixels)
+            self._stored_for_training[split] = stored
+        return self._stored_for_training[split]
+
+    def _augmented_split(self, split: str, seed: int) -> Dataset:
+        """``split`` through the training policy, each image's draws from (seed, epoch, index):
+        batched from stored pixels, or per image when the split is too large to store."""
+        stored = self._stored_training_pixels(split)
+        if stored is None:
+            return TransformedDataset(self.split_dataset(split), self.train_transform, seed=seed)
+        spec = self.pretrained.input_spec
+        crop = crop_flip(self.benchmark.augment, spec)
+        return ResidentImages(stored, spec, self.device, crop, seed)
+
+    def augmented_loader(self, split: str, seed: int) -> DataLoader | ResidentLoader | None:
         """One pass of ``split`` through the training transform, in order, augmentation seeded
         by ``seed``; None when the benchmark's training transform is deterministic."""
         if self.benchmark.augment in DETERMINISTIC_POLICIES:
             return None
-        dataset = TransformedDataset(
-            self.split_dataset(split), self.train_transform, seed=derive_seed(seed, "features")
-        )
+        seed = derive_seed(seed, "features")
+        if self._storable_for_training(split):
+            make = functools.partial(self._augmented_split, split, seed)
+            return ResidentLoader(make, self.config.eval_batch_size)
+        dataset = self._augmented_split(split, seed)
         return eval_loader(dataset, self.config.eval_batch_size, self.config.num_workers)
 
     def train_dataset(self, seed: int) -> Dataset:
         if self.benchmark.augment in DETERMINISTIC_POLICIES:
             return self.prepared("id_train")
-        return TransformedDataset(self.benchmark.id_train, self.train_transform, seed=seed)
+        return self._augmented_split("id_train", seed)
 
     def fresh_backbone(self) -> Backbone:
         """An independent copy of the pretrained backbone for one fine-tuning cell.

@@ -83,7 +83,7 @@ def forward_split(
                 if head is not None:
                     logits.append(head(batch_features).float().cpu())
             features.append(batch_features.float().cpu())
-            labels.append(torch.as_tensor(targets))
+            labels.append(torch.as_tensor(targets).cpu())
             if on_batch is not None:
                 on_batch(len(targets))
     outputs = ForwardOutputs(
@@ -123,7 +123,7 @@ def feature_batches(
             with autocast(device, autocast_dtype):
                 batch_features = backbone(images)
             blocks = {name: parts.pop() for name, parts in sink.items()}
-            yield batch_features.float().cpu(), torch.as_tensor(targets), blocks
+            yield batch_features.float().cpu(), torch.as_tensor(targets).cpu(), blocks
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -13,7 +13,7 @@ import math
 import pickle
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,6 +37,7 @@ from lpft.training.distributed import (
 from lpft.training.evaluate import accuracy
 from lpft.training.features import autocast, forward_split
 from lpft.training.loaders import train_loader
+from lpft.training.resident import ResidentImages, prefetched
 from lpft.training.runtime import derive_seed, rng_state, set_rng_state
 from lpft.validation import StrictModel
 
@@ -199,9 +200,16 @@ class FineTuner:
         self.seed = seed
         self.autocast_dtype = autocast_dtype
         self.on_step = on_step
-        self.sampler, batch_per_process = train_sampler(len(train_data), seed, options.batch_size)
-        self.loader = train_loader(train_data, self.sampler, batch_per_process, num_workers)
-        self.steps_per_epoch = len(self.loader)
+        self.sampler, self.batch_per_process = train_sampler(
+            len(train_data), seed, options.batch_size
+        )
+        self.drop_last = len(train_data) > self.batch_per_process
+        self.loader = None
+        if not isinstance(train_data, ResidentImages):
+            batch = self.batch_per_process
+            self.loader = train_loader(train_data, self.sampler, batch, num_workers)
+        whole, part = divmod(len(self.sampler), self.batch_per_process)
+        self.steps_per_epoch = whole + (1 if part and not self.drop_last else 0)
         warmup = round(options.warmup_epochs * self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, options, lr, param_groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -250,7 +258,7 @@ class FineTuner:
         keep_frozen_norms_in_eval(self.model)
         every = self.options.checkpoint_every_steps
         started = time.perf_counter()
-        for images, labels in self.loader:
+        for images, labels in self._batches():
             self._train_step(images, labels)
             pos.step_in_epoch += 1
             if self.on_step is not None:
@@ -268,6 +276,15 @@ class FineTuner:
                 self._save_last()
         self._collect_statistics()
         pos.seconds += time.perf_counter() - started
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's remaining batches on the device, the next one prepared while the
+        current one trains."""
+        if self.loader is not None:
+            return prefetched(iter(self.loader), self.device)
+        return self.train_data.batches(
+            list(self.sampler), self.position.epoch, self.batch_per_process, self.drop_last
+        )
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """One step; statistics stay on the device so the GPU is never waited for here."""

@@ -1,0 +1,251 @@
+"""Image splits decoded once into uint8 and served in batches, augmented and normalised where the
+pixels are (on the accelerator when they fit in its budget).
+
+A split is stored as one (N, C, H, W) uint8 tensor: every image at the top left, padded to the
+largest one by repeating its last row and column. Per-image random crops and flips are drawn from
+(seed, epoch, index) as the per-sample pipeline draws them (``CropFlip``), so the batches do not
+depend on loader workers or on where they are computed; a whole batch is then cropped, resized
+(``roi_align``, which averages over each output pixel's footprint), flipped and normalised at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.ops import roi_align
+
+from lpft.data.transforms import CropFlip, normalise_pixels
+from lpft.models.backbone import InputSpec
+from lpft.training.runtime import derive_seed
+
+# Share of the accelerator's free memory a split may take when stored there.
+DEVICE_BUDGET_FRACTION = 0.25
+DECODE_THREADS = 8
+
+
+@dataclass
+class StoredImages:
+    """uint8 pixels (N, C, H, W), labels, each image's stored (h, w) and source (h, w)."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    sizes: list[tuple[int, int]]
+    source_sizes: list[tuple[int, int]]
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixels.numel() * self.pixels.element_size()
+
+    def to(self, device: torch.device) -> StoredImages:
+        pixels = self.pixels.to(device)
+        if device.type == "cpu" and torch.cuda.is_available():
+            pixels = pixels.pin_memory()
+        return StoredImages(pixels, self.labels.to(device), self.sizes, self.source_sizes)
+
+
+def _padded(images: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor, each image at the top left and edge-repeated to the largest height/width."""
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    if all(image.shape[1:] == (height, width) for image in images):
+        return torch.stack(images)
+    out = torch.empty((len(images), images[0].shape[0], height, width), dtype=torch.uint8)
+    for slot, image in zip(out, images, strict=True):
+        h, w = image.shape[1:]
+        slot[:, :h, :w] = image
+        slot[:, h:, :w] = image[:, -1:, :]
+        slot[:, :, w:] = slot[:, :, w - 1 : w]
+    return out
+
+
+def store_images(dataset: Dataset, pixel_transform: Callable) -> StoredImages:
+    """Every image of ``dataset`` through ``pixel_transform`` (PIL -> uint8), in threads."""
+
+    def one(index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
+        image, label = dataset[index]
+        return pixel_transform(image).as_subclass(torch.Tensor), label, image.size[::-1]
+
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        items = list(pool.map(one, range(len(dataset))))
+    images = [pixels for pixels, _, _ in items]
+    return StoredImages(
+        pixels=_padded(images),
+        labels=torch.tensor([label for _, label, _ in items], dtype=torch.long),
+        sizes=[tuple(image.shape[1:]) for image in images],
+        source_sizes=[source for _, _, source in items],
+    )
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` fit in the device's budget (CPU: always, the pixels are there)."""
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_BUDGET_FRACTION * free
+
+
+def to_device(batch: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(part.to(device, non_blocking=True) for part in batch)
+
+
+def prefetched(
+    batches: Iterator[tuple[torch.Tensor, ...]], device: torch.device
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Host batches moved to ``device``; on CUDA the next one is copied on a side stream while
+    the current one is used (copies overlap compute; pinned host memory makes them async)."""
+    if device.type != "cuda":
+        yield from (to_device(batch, device) for batch in batches)
+        return
+    stream = torch.cuda.Stream(device)
+    main = torch.cuda.current_stream(device)
+    ahead = None
+    for batch in batches:
+        with torch.cuda.stream(stream):
+            copied = to_device(batch, device)
+        if ahead is not None:
+            yield ahead
+        main.wait_stream(stream)
+        for part in copied:
+            part.record_stream(main)
+        ahead = copied
+    if ahead is not None:
+        yield ahead
+
+
+class ResidentImages(Dataset):
+    """A stored split served in batches: ``batches(order, epoch, batch_size)`` gives
+    (normalised images, labels) on ``device``, each image cropped and flipped from
+    (seed, epoch, index) when ``crop`` is given."""
+
+    def __init__(
+        self,
+        images: StoredImages,
+        spec: InputSpec,
+        device: torch.device,
+        crop: CropFlip | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.device = device
+        self.images = images.to(device if fits_on(device, images.nbytes) else torch.device("cpu"))
+        self.crop = crop
+        self.seed = seed
+        shape = (-1, 1, 1)
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(shape)
+        self.output_size = spec.size
+
+    def __len__(self) -> int:
+        return len(self.images.labels)
+
+    @property
+    def on_device(self) -> bool:
+        return self.images.pixels.device == self.device
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        images, labels = next(self.batches([index], epoch=0, batch_size=1))
+        return images[0], int(labels[0])
+
+    def boxes(self, indices: list[int], epoch: int) -> torch.Tensor:
+        """(x1, y1, x2, y2, flip) per image in stored pixel coordinates, drawn as the per-sample
+        pipeline draws them on the source image."""
+        rows = []
+        generator = torch.Generator()
+        for index in indices:
+            generator.manual_seed(derive_seed(self.seed, epoch, index))
+            height, width = self.images.sizes[index]
+            if self.crop.kind == "resized":
+                source_h, source_w = self.images.source_sizes[index]
+                top, left, h, w, flip = self.crop.draw(generator, source_h, source_w)
+                y, x = height / source_h, width / source_w
+            else:
+                top, left, h, w, flip = self.crop.draw(generator, height, width)
+                y = x = 1.0
+            rows.append((left * x, top * y, (left + w) * x, (top + h) * y, flip))
+        return torch.tensor(rows, dtype=torch.float32)
+
+    def host_parts(self, indices: list[int], epoch: int) -> tuple[torch.Tensor, ...]:
+        """What a batch needs from the host: its indices and crop boxes, and its pixels and
+        labels when the split is kept in host memory (pinned on CUDA hosts)."""
+        index = torch.tensor(indices, dtype=torch.long)
+        parts = [index]
+        if not self.on_device:
+            parts += [self.images.pixels[index], self.images.labels[index]]
+        if self.crop is not None:
+            parts.append(self.boxes(indices, epoch))
+        if self.device.type == "cuda":
+            parts = [part.pin_memory() for part in parts]
+        return tuple(parts)
+
+    def finish(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device-side work on one batch: gather, crop/resize/flip, normalise."""
+        index, *rest = parts
+        if self.on_device:
+            pixels, labels = self.images.pixels[index], self.images.labels[index]
+        else:
+            pixels, labels, *rest = rest
+        if self.crop is not None:
+            pixels = crop_resize_flip(pixels, rest[0], self.output_size)
+        return normalise_pixels(pixels, self.mean, self.std), labels
+
+    def batches(
+        self, order: list[int], epoch: int, batch_size: int, drop_last: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``order`` cut into batches (the last partial one dropped when ``drop_last``)."""
+        stop = len(order) - len(order) % batch_size if drop_last else len(order)
+        host = (
+            self.host_parts(order[start : start + batch_size], epoch)
+            for start in range(0, stop, batch_size)
+        )
+        for parts in prefetched(host, self.device):
+            yield self.finish(parts)
+
+
+def crop_resize_flip(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box resized to ``size`` x ``size`` (bilinear, averaged over the box's
+    footprint), mirrored where ``boxes[:, 4]`` is 1; float pixels in 0-255.
+
+    An integer box as large as the output copies its pixels exactly (a plain crop)."""
+    batch_index = torch.arange(len(pixels), device=pixels.device, dtype=torch.float32)
+    rois = torch.cat([batch_index[:, None], boxes[:, :4]], dim=1)
+    out = roi_align(pixels.float(), rois, (size, size), 1.0, sampling_ratio=-1, aligned=True)
+    flip = boxes[:, 4].bool()[:, None, None, None]
+    return torch.where(flip, out.flip(-1), out)
+
+
+class ResidentLoader:
+    """A loader-like pass over a ``ResidentImages`` split in order (or over ``sampler``'s
+    indices, e.g. this process's shard): normalised batches already on the device. Given a
+    function, the split is made when first needed (so a loader whose outputs are found in a
+    cache stores no image)."""
+
+    def __init__(
+        self,
+        dataset: ResidentImages | Callable[[], ResidentImages],
+        batch_size: int,
+        sampler: Sampler[int] | None = None,
+        epoch: int = 0,
+    ) -> None:
+        self._dataset = dataset
+        self.batch_size = batch_size
+        self.sampler = sampler
+        self.epoch = epoch
+
+    @cached_property
+    def dataset(self) -> ResidentImages:
+        if isinstance(self._dataset, ResidentImages):
+            return self._dataset
+        return self._dataset()
+
+    def _indices(self) -> Sequence[int]:
+        return self.sampler if self.sampler is not None else range(len(self.dataset))
+
+    def __len__(self) -> int:
+        return -(-len(self._indices()) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.dataset.batches(list(self._indices()), self.epoch, self.batch_size)
