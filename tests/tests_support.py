@@ -39,7 +39,7 @@ def selected_metrics(results: dict[str, Any]) -> dict[str, list[Any]]:
 
 def all_candidate_metrics(results: dict[str, Any]) -> dict[str, Any]:
     """Every candidate's numbers (accuracies, distortion, per-epoch history), without timings."""
-    timing = {"seconds", "train_seconds"}
+    timing = {"seconds", "train_seconds", "epoch_seconds", "images_per_second"}
     return {
         key: [
             [

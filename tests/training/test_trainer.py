@@ -181,3 +181,14 @@ def test_on_nonfinite_fail_keeps_failing_the_whole_cell(tmp_path: Path) -> None:
     late = nan_after(2 * steps_per_epoch + 1)
     with pytest.raises(TrainingDivergedError, match="non-finite loss in epoch 3"):
         trainer(model, options, 1e-3, train, val, tmp_path / "c", loss_term=late).fit()
+
+
+def test_fit_records_training_throughput(tmp_path: Path) -> None:
+    backbone, train, val = tiny_data(tmp_path)
+    model = Classifier(backbone, 4)
+    options = FineTuneOptions(epochs=2, batch_size=8)
+    outcome = trainer(model, options, 0.01, train, val, tmp_path).fit()
+    assert outcome.epoch_seconds > 0
+    # 48 images in batches of 8: every image trains once per epoch.
+    assert outcome.images_per_second == pytest.approx(48 / outcome.epoch_seconds)
+    assert outcome.epoch_seconds * 2 <= outcome.seconds

@@ -162,6 +162,8 @@ class FineTune(Method):
                 "best_epoch": outcome.best_epoch,
                 "diverged_at_epoch": outcome.diverged_at_epoch,
                 "train_seconds": outcome.seconds,
+                "epoch_seconds": outcome.epoch_seconds,
+                "images_per_second": outcome.images_per_second,
                 "history": [vars(r) for r in outcome.history],
             },
         )

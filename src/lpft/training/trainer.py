@@ -102,6 +102,9 @@ class FitOutcome:
     history: list[EpochRecord]
     seconds: float
     diverged_at_epoch: int | None = None
+    # Training steps only (validation excluded): wall seconds per epoch and images per second.
+    epoch_seconds: float | None = None
+    images_per_second: float | None = None
 
 
 @dataclass
@@ -118,6 +121,9 @@ class _Position:
     seconds: float = 0.0
     history: list[EpochRecord] = field(default_factory=list)
     diverged_at_epoch: int | None = None
+    # Over all epochs' training steps (validation excluded), for throughput.
+    step_seconds: float = 0.0
+    images: int = 0
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -241,12 +247,16 @@ class FineTuner:
                 self._finish_epoch()
         finally:
             self._writer.close()
+        per_epoch = self.steps_per_epoch * self.options.batch_size
+        epochs = pos.images / (per_epoch if self.drop_last else len(self.train_data))
         return FitOutcome(
             best_epoch=pos.best_epoch,
             best_val=pos.best_val,
             history=pos.history,
             seconds=pos.seconds,
             diverged_at_epoch=pos.diverged_at_epoch,
+            epoch_seconds=pos.step_seconds / epochs if epochs else None,
+            images_per_second=pos.images / pos.step_seconds if pos.step_seconds else None,
         )
 
     def _train_epoch(self) -> None:
@@ -271,11 +281,16 @@ class FineTuner:
                 self._collect_statistics()
                 if pos.diverged_at_epoch is not None:
                     break
-                pos.seconds += time.perf_counter() - started
+                self._add_step_time(time.perf_counter() - started)
                 started = time.perf_counter()
                 self._save_last()
         self._collect_statistics()
-        pos.seconds += time.perf_counter() - started
+        self._add_step_time(time.perf_counter() - started)
+
+    def _add_step_time(self, seconds: float) -> None:
+        """Training-step time (measured after the statistics read, so the device has caught up)."""
+        self.position.seconds += seconds
+        self.position.step_seconds += seconds
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This epoch's remaining batches on the device, the next one prepared while the
@@ -326,6 +341,7 @@ class FineTuner:
         pos.loss_sum += loss_sum
         pos.correct += round(correct)
         pos.seen += round(seen)
+        pos.images += round(seen)
 
     def _finish_epoch(self) -> None:
         pos = self.position
@@ -387,6 +403,8 @@ class FineTuner:
                     "seconds": pos.seconds,
                     "history": [vars(r) for r in pos.history],
                     "diverged_at_epoch": pos.diverged_at_epoch,
+                    "step_seconds": pos.step_seconds,
+                    "images": pos.images,
                 },
             },
         )
