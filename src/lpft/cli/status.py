@@ -21,17 +21,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=status)
 
 
+def training_speed(candidates: list) -> str:
+    """Fine-tuning throughput of a fitted cell (its candidates' mean), blank for LP cells."""
+    speeds = [c.info.get("images_per_second") for c in candidates if c.info]
+    speeds = [speed for speed in speeds if speed]
+    return f"{sum(speeds) / len(speeds):,.0f}" if speeds else ""
+
+
 def status(args: argparse.Namespace) -> int:
     from lpft.run.jobs import CellJobs
 
-    states = CellJobs(args.run_dir).states()
+    jobs = CellJobs(args.run_dir)
+    states = jobs.states()
+    speeds = [training_speed(cell.candidates) for _key, cell in jobs.cells()]
     table = Table(title=str(args.run_dir))
-    for column in ("method", "seed", "cell", "state", "detail"):
-        table.add_column(column)
-    for s in states:
+    for column in ("method", "seed", "cell", "state", "images/s", "detail"):
+        table.add_column(column, justify="right" if column == "images/s" else "left")
+    for s, speed in zip(states, speeds, strict=True):
         seed = "shared" if s.seed is None else str(s.seed)
         style = STATE_STYLES[s.state]
-        table.add_row(s.method, seed, s.cell, f"[{style}]{s.state}[/]", s.detail)
+        table.add_row(s.method, seed, s.cell, f"[{style}]{s.state}[/]", speed, s.detail)
     console = Console(width=max(120, Console().width))
     console.print(table)
     counts = Counter(s.state for s in states)
