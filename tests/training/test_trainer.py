@@ -192,3 +192,15 @@ def test_fit_records_training_throughput(tmp_path: Path) -> None:
     # 48 images in batches of 8: every image trains once per epoch.
     assert outcome.images_per_second == pytest.approx(48 / outcome.epoch_seconds)
     assert outcome.epoch_seconds * 2 <= outcome.seconds
+
+
+def test_progress_can_show_images_per_second_during_an_epoch(tmp_path: Path) -> None:
+    backbone, train, val = tiny_data(tmp_path)
+    speeds: list[float] = []
+    options = FineTuneOptions(epochs=1, batch_size=8)
+    model = Classifier(backbone, 4)
+    tuner = trainer(model, options, 0.01, train, val, tmp_path)
+    tuner.on_step = lambda _done, _total: speeds.append(tuner.images_per_second())
+    tuner.fit()
+    assert len(speeds) == 6
+    assert all(speed > 0 for speed in speeds)

@@ -132,7 +132,13 @@ class FineTune(Method):
         label = " ".join(
             f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hparams.items()
         )
-        task = ctx.progress.add_task(f"{ctx.current_label} {label}", total=None)
+        title = f"{ctx.current_label} {label}"
+        task = ctx.progress.add_task(title, total=None)
+
+        def show_progress(done: int, total: int) -> None:
+            speed = f"{trainer.images_per_second():,.0f} images/s"
+            ctx.progress.update(task, completed=done, total=total, description=f"{title} {speed}")
+
         directory = Path(cell_dir) / subdir
         if is_main_process():
             directory.mkdir(parents=True, exist_ok=True)
@@ -147,7 +153,7 @@ class FineTune(Method):
             seed,
             num_workers=ctx.num_workers,
             autocast_dtype=ctx.autocast_dtype,
-            on_step=lambda done, total: ctx.progress.update(task, completed=done, total=total),
+            on_step=show_progress,
             param_groups=self.param_groups(model, options, hparams),
             loss_term=self.loss_term(model, options, hparams),
         )

@@ -222,6 +222,7 @@ class FineTuner:
             self.optimizer, cosine_with_warmup(self.total_steps, warmup)
         )
         self.position = _Position()
+        self._clock = (time.perf_counter(), 0)
         self._writer = BackgroundWriter()
         # fp16 needs loss scaling; disabled (every call a pass-through) for fp32 and bf16.
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
@@ -268,6 +269,7 @@ class FineTuner:
         keep_frozen_norms_in_eval(self.model)
         every = self.options.checkpoint_every_steps
         started = time.perf_counter()
+        self._clock = (started, pos.step_in_epoch)
         for images, labels in self._batches():
             self._train_step(images, labels)
             pos.step_in_epoch += 1
@@ -286,6 +288,14 @@ class FineTuner:
                 self._save_last()
         self._collect_statistics()
         self._add_step_time(time.perf_counter() - started)
+
+    def images_per_second(self) -> float:
+        """Training throughput in the current epoch so far, for progress displays (measured on
+        the host: with an accelerator it runs ahead by the few steps queued there)."""
+        started, first_step = self._clock
+        elapsed = time.perf_counter() - started
+        steps = self.position.step_in_epoch - first_step
+        return steps * self.options.batch_size / elapsed if elapsed > 0 else 0.0
 
     def _add_step_time(self, seconds: float) -> None:
         """Training-step time (measured after the statistics read, so the device has caught up)."""
