@@ -1,6 +1,7 @@
 """Fine-tuning throughput with data: lpft's loop against a bare loop and a hand-written one.
 
-All three train the same network (torchvision ResNet, random weights) at the same batch size and
+All three train the same network (torchvision ResNet-50, random weights; with ``--quick``
+lpft's small grayscale GlyphResNet) at the same batch size and
 precision on the same JPEG folder, generated here (``--n`` images of ``--image`` pixels, 10
 classes):
 
@@ -14,7 +15,7 @@ classes):
 Steady state: images/s over epochs 2..``--epochs`` (the first epoch, with its warm-up and worker
 start, is left out). The last line reads ``lpft/bare X.XX  lpft/hand Y.YY``.
 
-    python benchmarks/train_pipeline.py --quick            # CPU, ResNet-18 at 32 px
+    python benchmarks/train_pipeline.py --quick            # CPU, small grayscale ResNet, 32 px
     python benchmarks/train_pipeline.py --device cuda      # ResNet-50, bf16, channels-last
 """
 
@@ -37,6 +38,7 @@ from torchvision.transforms import v2
 from lpft.data.folder import ImageFileDataset
 from lpft.data.transforms import crop_flip, pixel_transform
 from lpft.models import Classifier, create_backbone
+from lpft.models.glyph_resnet import GlyphResNet
 from lpft.training.features import autocast
 from lpft.training.resident import ResidentImages, ResidentLoader, store_images
 from lpft.training.trainer import FineTuner, TrainingOptions, build_optimizer
@@ -67,8 +69,11 @@ def synchronize(device: torch.device) -> None:
 
 def model_for(args: argparse.Namespace, device: torch.device) -> Classifier:
     torch.manual_seed(0)
-    backbone = create_backbone(f"torchvision:{args.model}?weights=random")
-    backbone.input_spec = dataclasses.replace(backbone.input_spec, size=args.size)
+    if args.model == "glyph":  # lpft's small grayscale ResNet, for --quick on CPUs
+        backbone = GlyphResNet((16, 32, 64), 1, args.size)
+    else:
+        backbone = create_backbone(f"torchvision:{args.model}?weights=random")
+        backbone.input_spec = dataclasses.replace(backbone.input_spec, size=args.size)
     model = Classifier(backbone, CLASSES).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -103,7 +108,7 @@ def bare(args, device, dtype, options) -> float:
     optimizer = build_optimizer(model, options, 1e-3)
     steps = args.n // args.batch_size
     memory = torch.channels_last if args.channels_last else torch.contiguous_format
-    shape = (args.batch_size, 3, args.size, args.size)
+    shape = (args.batch_size, model.backbone.input_spec.channels, args.size, args.size)
     images = [
         torch.randn(shape, device=device).contiguous(memory_format=memory) for _ in range(steps)
     ]
@@ -124,6 +129,7 @@ def hand(args, device, dtype, options, root: Path) -> float:
     transform = v2.Compose(
         [
             v2.RandomResizedCrop(args.size, antialias=True),
+            v2.Grayscale(1) if spec.channels == 1 else v2.RGB(),
             v2.RandomHorizontalFlip(),
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
@@ -188,7 +194,7 @@ def lpft(args, device, dtype, root: Path, samples) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="CPU: ResNet-18 at 32 px, 640 images")
+    parser.add_argument("--quick", action="store_true", help="CPU: small ResNet, 640 images")
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--n", type=int, default=3200)
     parser.add_argument("--image", type=int, default=256, help="JPEG side in pixels")
@@ -199,7 +205,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     args = parser.parse_args()
     if args.quick:
-        args.model, args.n, args.image, args.size, args.batch_size = "resnet18", 640, 40, 32, 32
+        args.model, args.n, args.image, args.size, args.batch_size = "glyph", 640, 48, 32, 32
         args.epochs, args.workers = 3, 2
     device = torch.device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
