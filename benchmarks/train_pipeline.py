@@ -1,9 +1,8 @@
 """Fine-tuning throughput with data: lpft's loop against a bare loop and a hand-written one.
 
-All three train the same network (torchvision ResNet-50, random weights; with ``--quick``
-lpft's small grayscale GlyphResNet) at the same batch size and
-precision on the same JPEG folder, generated here (``--n`` images of ``--image`` pixels, 10
-classes):
+All three train the same network (torchvision ResNet-50 with random weights; with ``--quick``
+lpft's small grayscale GlyphResNet) at the same batch size and precision on the same JPEG
+folder, generated here (``--n`` images of ``--image`` pixels, 10 classes):
 
 * lpft: ``FineTuner`` fed as a run feeds it: the folder decoded once into uint8 pixels
   (``store_images``), batches gathered, randomly resized-cropped and flipped, and normalised on
