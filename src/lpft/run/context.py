@@ -29,7 +29,13 @@ from lpft.training.feature_cache import (
 )
 from lpft.training.features import ForwardOutputs, feature_batches, forward_split
 from lpft.training.loaders import TransformedDataset, eval_loader
-from lpft.training.resident import ResidentImages, ResidentLoader, StoredImages, store_images
+from lpft.training.resident import (
+    ResidentImages,
+    ResidentLoader,
+    StoredImages,
+    placed,
+    store_images,
+)
 from lpft.training.runtime import derive_seed
 
 # Store a split decoded (uint8, before any random step) when it fits in this; else it is read
@@ -320,7 +326,7 @@ class RunContext:
             if self._storable_for_training(split):
                 spec = self.pretrained.input_spec
                 pixels = pixel_transform(self.benchmark.augment, spec, train=True)
-                stored = store_images(self.split_dataset(split), pixels)
+                stored = placed(store_images(self.split_dataset(split), pixels), self.device)
             self._stored_for_training[split] = stored
         return self._stored_for_training[split]
 

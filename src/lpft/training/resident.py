@@ -43,7 +43,7 @@ class StoredImages:
 
     def to(self, device: torch.device) -> StoredImages:
         pixels = self.pixels.to(device)
-        if device.type == "cpu" and torch.cuda.is_available():
+        if device.type == "cpu" and torch.cuda.is_available() and not pixels.is_pinned():
             pixels = pixels.pin_memory()
         return StoredImages(pixels, self.labels.to(device), self.sizes, self.source_sizes)
 
@@ -89,6 +89,14 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
     return nbytes <= DEVICE_BUDGET_FRACTION * free
 
 
+def placed(images: StoredImages, device: torch.device) -> StoredImages:
+    """``images`` on ``device`` when they fit its budget (or are there already), else in host
+    memory (pinned on CUDA hosts, for asynchronous copies)."""
+    if images.pixels.device == device or fits_on(device, images.nbytes):
+        return images.to(device)
+    return images.to(torch.device("cpu"))
+
+
 def to_device(batch: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(part.to(device, non_blocking=True) for part in batch)
 
@@ -131,7 +139,7 @@ class ResidentImages(Dataset):
         seed: int | None = None,
     ) -> None:
         self.device = device
-        self.images = images.to(device if fits_on(device, images.nbytes) else torch.device("cpu"))
+        self.images = placed(images, device)
         self.crop = crop
         self.seed = seed
         shape = (-1, 1, 1)
