@@ -45,13 +45,13 @@ def _resize_only(spec: InputSpec) -> list[Callable]:
     return [v2.Resize((spec.size, spec.size), _interpolation(spec), antialias=True)]
 
 
-def _short_side(spec: InputSpec) -> int:
+def short_side(spec: InputSpec) -> int:
     return round(spec.size / (spec.crop_pct or CROP_RATIO))
 
 
 def _resize_center_crop(spec: InputSpec) -> list[Callable]:
     return [
-        v2.Resize(_short_side(spec), _interpolation(spec), antialias=True),
+        v2.Resize(short_side(spec), _interpolation(spec), antialias=True),
         v2.CenterCrop(spec.size),
     ]
 
@@ -65,7 +65,7 @@ def _random_resized_crop_flip(spec: InputSpec) -> list[Callable]:
 
 def _resize_random_crop_flip(spec: InputSpec) -> list[Callable]:
     return [
-        v2.Resize(_short_side(spec), _interpolation(spec), antialias=True),
+        v2.Resize(short_side(spec), _interpolation(spec), antialias=True),
         v2.RandomCrop(spec.size),
         v2.RandomHorizontalFlip(),
     ]
@@ -168,9 +168,9 @@ def pixel_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
     if not train or policy in DETERMINISTIC_POLICIES:
         steps = (POLICIES[policy][0] if train else POLICIES[policy][1])(spec)
     elif policy == "rrc_flip":
-        steps = [ShrinkShortSide(_short_side(spec), _interpolation(spec))]
+        steps = [ShrinkShortSide(short_side(spec), _interpolation(spec))]
     else:
-        steps = [v2.Resize(_short_side(spec), _interpolation(spec), antialias=True)]
+        steps = [v2.Resize(short_side(spec), _interpolation(spec), antialias=True)]
     return v2.Compose([*steps, *_to_pixels(spec)])
 
 

@@ -18,7 +18,12 @@ from torch.utils.data import DataLoader, Dataset
 from lpft.config import RunConfig
 from lpft.data import Benchmark, build_transform, dataset_fingerprint
 from lpft.data.cache import lpft_home
-from lpft.data.transforms import DETERMINISTIC_POLICIES, crop_flip, pixel_transform
+from lpft.data.transforms import (
+    DETERMINISTIC_POLICIES,
+    crop_flip,
+    pixel_transform,
+    short_side,
+)
 from lpft.models.backbone import Backbone
 from lpft.training.distributed import current_world, shard_sampler
 from lpft.training.feature_cache import (
@@ -315,7 +320,7 @@ class RunContext:
         """Whether ``split`` is small enough to store before the training policy's random steps
         (estimated from the stored short side, without reading an image)."""
         spec = self.pretrained.input_spec
-        side = spec.size / (spec.crop_pct or 0.875)
+        side = short_side(spec)
         estimate = len(self.split_dataset(split)) * spec.channels * side * side * 4 / 3
         return estimate <= MATERIALIZE_MAX_BYTES
 
