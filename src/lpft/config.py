@@ -62,7 +62,10 @@ class LauncherOptions(StrictModel):
 
     name: Literal["local", "slurm", "ray"] | None = None
     # A claimed cell whose holder has not renewed its claim for this long may be taken over.
-    lease_seconds: float = Field(120.0, ge=5)
+    lease_seconds: float = Field(120.0, ge=1)
+    # A launch gives up on a cell once its job has failed this many times (diverged training is
+    # a result, not a failure, and is never retried).
+    max_failures: int = Field(2, ge=1, le=100)
     # How long a cell's job waits for the cells it depends on that another job is running.
     dependency_wait_seconds: float = Field(3600.0, ge=0)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)

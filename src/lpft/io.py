@@ -8,8 +8,9 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,50 @@ def _read_umask() -> int:
 # reading the umask means setting it, which must not race with other threads creating files.
 DEFAULT_FILE_MODE = 0o666 & ~_read_umask()
 TEMPORARY_SUFFIX = ".tmp"
+# Directories whose writes are fenced: the check runs between writing a temporary file and
+# renaming it into place, and raises when this process may no longer write there.
+_FENCES: dict[Path, Callable[[], None]] = {}
+
+
+@contextlib.contextmanager
+def fenced(directory: Path, check: Callable[[], None]) -> Iterator[None]:
+    """While inside, every atomic write under ``directory`` calls ``check`` before its rename,
+    so a writer that lost the right to write (``check`` raises) leaves nothing behind."""
+    directory = Path(directory).resolve()
+    _FENCES[directory] = check
+    try:
+        yield
+    finally:
+        _FENCES.pop(directory, None)
+
+
+def check_fences(path: Path) -> None:
+    """Run the fence check of every fenced directory that holds ``path``."""
+    resolved = Path(path).resolve()
+    for directory, check in list(_FENCES.items()):
+        if resolved.is_relative_to(directory):
+            check()
+
+
+def _temporary_owner() -> str:
+    """Part of a temporary file's name saying which process writes it (host and pid)."""
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{_temporary_owner()}.", suffix=TEMPORARY_SUFFIX
+    )
     try:
         os.fchmod(fd, DEFAULT_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        check_fences(path)
         os.replace(tmp, path)
         _fsync_directory(path.parent)
     except BaseException:
@@ -62,6 +94,28 @@ def remove_stale_temporaries(directory: Path) -> None:
     """Delete half-written files a killed process left behind in ``directory``."""
     for stale in Path(directory).glob(f".*{TEMPORARY_SUFFIX}"):
         stale.unlink(missing_ok=True)
+
+
+def remove_orphaned_temporaries(directory: Path) -> None:
+    """Delete the temporary files in ``directory`` (and below) whose writer, a process of this
+    host, has exited; those of live processes and of other hosts are left alone."""
+    host = socket.gethostname().replace(".", "_")
+    for temporary in Path(directory).rglob(f".*{TEMPORARY_SUFFIX}"):
+        owner = temporary.name.rsplit(".", 3)[-3] if temporary.name.count(".") >= 3 else ""
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

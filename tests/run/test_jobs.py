@@ -11,8 +11,9 @@ import pytest
 
 from lpft.cli.main import main
 from lpft.config import resolve_config
+from lpft.run.cell import ERROR
 from lpft.run.claims import try_claim
-from lpft.run.jobs import ERROR, CellJobs, DependencyNotReady, prepare_run_directory, run_cell
+from lpft.run.jobs import CellJobs, DependencyNotReady, prepare_run_directory, run_cell
 
 
 def prepared(tmp_path: Path) -> Path:
@@ -45,8 +46,8 @@ def test_status_shows_where_a_cell_runs_and_why_one_failed(tmp_path: Path, capsy
     finally:
         claim.release()
     table = capsys.readouterr().out
-    assert re.search(r"lp\W+shared\W+sweep\W+running\W+\S+ pid \d+, job slurm:7", table)
-    assert re.search(r"lpft\W+0\W+lr=0.001\W+failed\W+DependencyNotReady", table), table
+    assert re.search(r"lp\W+shared\W+sweep\W+running\W+0\W+-\W+\S+ pid \d+, job slurm:7", table)
+    assert re.search(r"lpft\W+0\W+lr=0.001\W+failed\W+1\W+failed\W+DependencyNotReady", table)
     assert "1 running, 1 failed" in table
 
 

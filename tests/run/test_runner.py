@@ -99,7 +99,8 @@ def test_resuming_with_a_different_config_is_refused(tiny_overrides: dict) -> No
         run(changed)
 
 
-def test_second_run_on_the_same_directory_is_locked_out(tiny_overrides: dict) -> None:
+def test_a_run_waits_for_the_run_lock_then_gives_up(tiny_overrides: dict, monkeypatch) -> None:
+    monkeypatch.setattr("lpft.run.rundir.LOCK_WAIT_SECONDS", 0.3)
     with run_lock(Path(tiny_overrides["out"])), pytest.raises(RunLockedError, match="in use"):
         run(tiny_overrides)
 

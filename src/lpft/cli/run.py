@@ -225,7 +225,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lpft.run.launchers import launch
+    from lpft.run.launchers import CellsFailed, launch
     from lpft.run.rundir import default_out_dir
     from lpft.run.runner import Runner
     from lpft.training.distributed import distributed_session, launched_by_torchrun
@@ -233,17 +233,24 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and not launched_by_torchrun():
         return relaunch_with_torchrun(args.nproc, args.argv)
     config = config_from_args(args)
+    failure = None
     with distributed_session(config.device) as world:
         if config.launcher.name is not None:
             if world.distributed:
                 raise ConfigError("--launcher runs cells as separate jobs; not under torchrun")
-            results = launch(config)
+            try:
+                results = launch(config)
+            except CellsFailed as failed:
+                results, failure = failed.results, failed
         else:
             results = Runner(config, quiet=args.quiet).run()
     if world.main:
         print_table(results, Console(width=max(TABLE_WIDTH, Console().width)))
         out = Path(config.out) if config.out else default_out_dir(config)
         print(f"results: {out / 'results.json'}", file=sys.stderr)
+    if failure is not None:
+        print(f"lpft: error: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,7 +15,7 @@ STATE_STYLES = {"done": "green", "running": "cyan", "failed": "red", "pending": 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
-        help="show each cell of a run: pending, running (where), done, failed (why)",
+        help="show each cell of a run: pending, running (where), done, failed (why), attempts",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN", help="run directory")
     p.set_defaults(handler=status)
@@ -33,14 +33,16 @@ def status(args: argparse.Namespace) -> int:
 
     jobs = CellJobs(args.run_dir)
     states = jobs.states()
-    speeds = [training_speed(cell.candidates) for _key, cell in jobs.cells()]
+    speeds = [training_speed(jobs.record(s.key).candidates) for s in states]
     table = Table(title=str(args.run_dir))
-    for column in ("method", "seed", "cell", "state", "images/s", "detail"):
+    columns = ("method", "seed", "cell", "state", "images/s", "attempts", "last attempt", "detail")
+    for column in columns:
         table.add_column(column, justify="right" if column == "images/s" else "left")
     for s, speed in zip(states, speeds, strict=True):
         seed = "shared" if s.seed is None else str(s.seed)
-        style = STATE_STYLES[s.state]
-        table.add_row(s.method, seed, s.cell, f"[{style}]{s.state}[/]", speed, s.detail)
+        state = f"[{STATE_STYLES[s.state]}]{s.state}[/]"
+        attempts, last = str(s.attempts), s.last_outcome or "-"
+        table.add_row(s.method, seed, s.cell, state, speed, attempts, last, s.detail)
     console = Console(width=max(120, Console().width))
     console.print(table)
     counts = Counter(s.state for s in states)

@@ -1,19 +1,20 @@
 """A run as independent cell jobs sharing one run directory.
 
 ``run_cell(run_dir, key)`` is everything one job does: rebuild the run from the saved
-``config.yaml``, claim the cell (``lpft.run.claims``), wait for the cells it depends on, fit it,
-evaluate it and record both atomically. A cell's selection is still made on ID val alone (from
-``fit.json``), so evaluating right after fitting reveals nothing a choice could use.
+``config.yaml``, claim the cell (``lpft.run.cell``), check that the cells it needs are fitted
+(waiting while another job fits one), fit it, evaluate it and record both, every write fenced by
+its claim. A cell's selection is still made on ID val alone (from ``fit.json``), so evaluating
+right after fitting reveals nothing a choice could use. Checkpoints are released once no pending
+cell of the plan needs them.
 
-A job that ends in an exception leaves ``error.json`` in its cell (shown by ``lpft status``);
-the next launch retries that cell. A cell whose training diverged is a recorded result, not an
-error, and is never retried. ``collect`` turns the records into ``results.json``, the table and
-the report, whichever processes wrote them.
+A job that ends in an exception leaves ``error.json`` and a ``failed`` attempt in its cell
+(shown by ``lpft status``); the next launch retries that cell. A cell whose training diverged is
+a recorded result, not an error, and is never retried. ``collect`` turns the records into
+``results.json``, the table and the report, whichever processes wrote them.
 """
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,20 +24,18 @@ import yaml
 
 from lpft.analysis.report import write_report
 from lpft.config import RunConfig
-from lpft.errors import ConfigError, LpftError, RunLockedError
-from lpft.io import atomic_write_json, read_json, run_lock
-from lpft.methods import method_for
-from lpft.run.claims import read_claim, try_claim
-from lpft.run.rundir import CellRecord, RunDirectory
-from lpft.run.runner import Runner
+from lpft.errors import ConfigError, LpftError
+from lpft.run.cell import attempt_cell, read_attempts, read_error, release_artifacts
+from lpft.run.claims import ClaimLost, claim_is_live, read_claim
+from lpft.run.plan import PlannedCell
+from lpft.run.rundir import CellRecord, RunDirectory, run_directory_lock
+from lpft.run.runner import Runner, outcome_of
 
-ERROR = "error.json"
-DEPENDENCY_POLL_SECONDS = 2.0
-LOCK_WAIT_SECONDS = 30.0
+DEPENDENCY_POLL_SECONDS = 1.0
 
 
 class DependencyNotReady(LpftError):
-    """A required cell is neither finished nor being run: this cell cannot start."""
+    """A required cell is neither fitted nor being run: this cell cannot start."""
 
 
 @dataclass
@@ -47,6 +46,8 @@ class CellState:
     cell: str
     state: str  # pending | running | done | failed
     detail: str = ""
+    attempts: int = 0
+    last_outcome: str = ""
 
 
 def load_saved_config(run_dir: Path) -> RunConfig:
@@ -57,11 +58,6 @@ def load_saved_config(run_dir: Path) -> RunConfig:
     saved = yaml.safe_load(path.read_text()) or {}
     saved["out"] = str(run_dir)
     return RunConfig.model_validate(saved)
-
-
-def cell_key(rundir: RunDirectory, cell: CellRecord) -> str:
-    """A cell's name for jobs and ``lpft status``: ``method/seed/cell`` under ``RUN/cells``."""
-    return cell.directory.relative_to(rundir.root / "cells").as_posix()
 
 
 def finished(cell: CellRecord) -> bool:
@@ -75,126 +71,101 @@ class CellJobs:
     def __init__(self, run_dir: Path, config: RunConfig | None = None) -> None:
         self.config = config or load_saved_config(run_dir)
         self.runner = Runner(self.config, quiet=True)
-        self.runner._load_cells()
+        self.runner.load_cells()
+        self.plan = self.runner.plan
         self.rundir = self.runner.rundir
 
-    def cells(self) -> list[tuple[str, CellRecord]]:
-        """(method key, cell) in plan order: required methods before the methods needing them."""
-        return [(p.key, cell) for p in self.runner.plan for cell in self.runner.cells[p.key]]
+    def record(self, key: str) -> CellRecord:
+        """``key``'s records as they are on disk now."""
+        return self.runner.reload(key)
 
     def waves(self) -> list[list[str]]:
-        """Cell keys grouped so that each group only depends on earlier groups."""
-        depth: dict[str, int] = {}
-        for planned in self.runner.plan:
-            requires = method_for(planned.key).requires
-            depth[planned.key] = 1 + max((depth[r] for r in requires), default=-1)
-        waves: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
-        for key, cell in self.cells():
-            waves[depth[key]].append(cell_key(self.rundir, cell))
-        return waves
-
-    def find(self, key: str) -> tuple[str, CellRecord]:
-        for method_key, cell in self.cells():
-            if cell_key(self.rundir, cell) == key:
-                return method_key, cell
-        raise ConfigError(f"{self.rundir.root}: no cell {key!r} in this run's plan")
-
-    def reload(self, method_key: str, cell: CellRecord) -> CellRecord:
-        fresh = self.rundir.cell(method_key, cell.seed, cell.hparams)
-        cells = self.runner.cells[method_key]
-        cells[cells.index(cell)] = fresh
-        return fresh
+        return self.plan.waves()
 
     def states(self) -> list[CellState]:
-        return [self.state(method_key, cell) for method_key, cell in self.cells()]
+        return [self.state(planned) for planned in self.plan.cells]
 
-    def state(self, method_key: str, cell: CellRecord) -> CellState:
-        key = cell_key(self.rundir, cell)
-        record = CellState(key, method_key, cell.seed, cell.directory.name, "pending")
-        claim = read_claim(cell.directory)
-        error = cell.directory / ERROR
+    def state(self, planned: PlannedCell) -> CellState:
+        cell = self.record(planned.key)
+        attempts = read_attempts(cell.directory)
+        record = CellState(
+            planned.key,
+            planned.method,
+            planned.seed,
+            cell.directory.name,
+            "pending",
+            attempts=len(attempts),
+            last_outcome=attempts[-1]["outcome"] if attempts else "",
+        )
+        holder = claim_is_live(cell.directory)
+        error = read_error(cell.directory)
         if finished(cell):
             record.state = "done" if cell.status == "done" else "failed"
             record.detail = "" if cell.status == "done" else f"diverged: {cell.error}"
-        elif claim is not None and not claim.stale():
-            record.state, record.detail = "running", claim.where()
-        elif error.is_file():
-            record.state, record.detail = "failed", read_json(error).get("error", "")
+        elif holder is not None:
+            record.state, record.detail = "running", holder.where()
+        elif error is not None:
+            record.state, record.detail = "failed", error
         elif cell.fitted:
             record.detail = "fitted, not evaluated"
         return record
 
     def unfinished(self, keys: list[str]) -> list[str]:
-        return [key for key in keys if not finished(self.find(key)[1])]
+        return [key for key in keys if not finished(self.record(key))]
 
-    def run_cell(self, key: str, job: str = "") -> str:
-        """Run one cell to the end; returns what happened in a few words."""
-        method_key, cell = self.find(key)
-        if finished(cell):
+    def fitted(self) -> set[str]:
+        return {c.key for c in self.plan.cells if self.record(c.key).fitted}
+
+    def run_cell(self, key: str, job: str = "", wait: bool = True) -> str:
+        """Run one cell to the end; returns what happened in a few words.
+
+        With ``wait``, a claim this process sees for the first time is watched for its lease
+        before it counts as live (a job must not take a stopped holder for a working one)."""
+        planned = self.plan.cell(key)
+        if finished(self.record(key)):
             return "done already"
-        options = self.config.launcher
-        claim = try_claim(cell.directory, options.lease_seconds, job)
-        if claim is None:
-            holder = read_claim(cell.directory)
-            return f"held by {holder.where() if holder else 'another job'}"
-        with claim:
-            cell = self.reload(method_key, cell)
+        lease = self.config.launcher.lease_seconds
+        with attempt_cell(self.rundir.root / "cells" / key, lease, job, wait) as attempt:
+            if attempt is None:
+                holder = read_claim(self.rundir.root / "cells" / key)
+                return f"held by {holder.where() if holder else 'another job'}"
+            cell = self.record(key)
             if finished(cell):
                 return "done already"
-            try:
-                self._wait_for_requirements(method_key, cell)
-                self._fit_and_evaluate(method_key, cell)
-            except BaseException as exc:
-                self._record_error(cell, exc)
-                raise
-            (cell.directory / ERROR).unlink(missing_ok=True)
+            with attempt.running():
+                self._wait_for_requirements(planned)
+                fitting = not cell.fitted
+                self._fit_and_evaluate(planned, cell)
+                if fitting:
+                    attempt.finish(outcome_of(cell))
+        if not self.config.keep_checkpoints:
+            release_artifacts(self.plan, self.rundir, [key, *planned.needs])
         return "done"
 
-    def _fit_and_evaluate(self, method_key: str, cell: CellRecord) -> None:
+    def _fit_and_evaluate(self, planned: PlannedCell, cell: CellRecord) -> None:
         runner = self.runner
-        device, benchmark, backbone = runner._build_inputs()
-        with runner._progress() as progress:
+        device, benchmark, backbone = runner.build_inputs()
+        with runner.progress() as progress:
             ctx = runner.context(device, benchmark, backbone, progress)
             if not cell.fitted:
-                runner.fit_cell(ctx, method_key, cell)
-            runner.evaluate_cell(ctx, method_key, cell)
+                runner.fit_cell(ctx, planned.method, cell)
+            runner.evaluate_cell(ctx, planned.method, cell)
 
-    def _requirements(self, method_key: str, cell: CellRecord) -> list[tuple[str, CellRecord]]:
-        seed = cell.seed if cell.seed is not None else 0
-        needed = []
-        for required in method_for(method_key).requires:
-            for other in self.runner._cells_of(required, seed):
-                needed.append((required, other))
-        return needed
-
-    def _wait_for_requirements(self, method_key: str, cell: CellRecord) -> None:
-        """Block while another job runs a required cell; fail if one is not under way."""
+    def _wait_for_requirements(self, planned: PlannedCell) -> None:
+        """Block while another job fits a needed cell; fail if one is not under way."""
         deadline = time.monotonic() + self.config.launcher.dependency_wait_seconds
-        for required, other in self._requirements(method_key, cell):
-            while True:
-                other = self.reload(required, other)
-                if other.fitted:
-                    break
-                claim = read_claim(other.directory)
-                if claim is None or claim.stale():
+        for needed in planned.needs:
+            while not self.record(needed).fitted:
+                holder = claim_is_live(self.rundir.root / "cells" / needed)
+                if holder is None:
                     raise DependencyNotReady(
-                        f"{cell_key(self.rundir, cell)} needs "
-                        f"{cell_key(self.rundir, other)}, which has not been fitted"
+                        f"{planned.key} needs {needed}, which has not been fitted"
                     )
                 if time.monotonic() > deadline:
                     raise DependencyNotReady(
-                        f"{cell_key(self.rundir, cell)}: gave up waiting for "
-                        f"{cell_key(self.rundir, other)} ({claim.where()})"
+                        f"{planned.key}: gave up waiting for {needed} ({holder.where()})"
                     )
                 time.sleep(DEPENDENCY_POLL_SECONDS)
-
-    def _record_error(self, cell: CellRecord, exc: BaseException) -> None:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        why = f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
-        atomic_write_json(
-            cell.directory / ERROR,
-            {"error": why, "host": socket.gethostname(), "time": time.time()},
-        )
 
 
 def run_cell(
@@ -210,19 +181,24 @@ def run_cell(
     if config is not None:
         resolved = RunConfig.model_validate({**config, "out": str(run_dir)})
         RunDirectory(run_dir).check_config(resolved)
-    return CellJobs(run_dir, resolved).run_cell(key, job)
+    try:
+        return CellJobs(run_dir, resolved).run_cell(key, job)
+    except ClaimLost:
+        return "lost its claim to another job; stopped"
 
 
 def collect(run_dir: str | Path, config: RunConfig | None = None) -> dict[str, Any]:
-    """Write ``results.json``, the table and (if configured) the report from the cell records."""
+    """Write ``results.json``, the table and (if configured) the report from the cell records,
+    under the run lock; a more complete ``results.json`` already there is kept."""
     jobs = CellJobs(Path(run_dir), config)
     runner = jobs.runner
     started = time.perf_counter()
-    device, benchmark, backbone = runner._build_inputs()
-    complete = all(finished(cell) for _key, cell in jobs.cells())
-    with runner._progress() as progress:
+    device, benchmark, backbone = runner.build_inputs()
+    runner.load_cells()
+    complete = all(finished(cell) for cell in runner.records.values())
+    with runner.progress() as progress:
         ctx = runner.context(device, benchmark, backbone, progress)
-        results = runner._write_results(ctx, complete=complete, started=started)
+        results = runner.write_results(ctx, complete=complete, started=started)
     if complete and runner.config.report:
         write_report([runner.out], runner.out)
     if complete:
@@ -231,21 +207,10 @@ def collect(run_dir: str | Path, config: RunConfig | None = None) -> dict[str, A
 
 
 def prepare_run_directory(config: RunConfig) -> Path:
-    """Check (or write) the run directory's config, as a launcher does before submitting.
-
-    The run lock is held for this moment only: another launch waits for it a little, while a
-    one-process ``lpft run`` working in the same directory makes the launch fail.
-    """
+    """Check (or write) the run directory's config, as a launcher does before submitting."""
     runner = Runner(config, quiet=True)
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
-        try:
-            with run_lock(runner.out):
-                runner.rundir.check_config(config)
-                runner._build_inputs()
-                runner.rundir.write_config(config)
-            return runner.out
-        except RunLockedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    with run_directory_lock(runner.out):
+        runner.rundir.check_config(config)
+        runner.build_inputs()
+        runner.rundir.write_config(config)
+    return runner.out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from lpft import RESULTS_SCHEMA, __version__
 from lpft.analysis.stats import CONFIDENCE, mean_ci
 from lpft.data import Benchmark, EvalSplit
+from lpft.io import atomic_write_json
 from lpft.methods.base import Candidate
 from lpft.run.rundir import CellRecord
 
@@ -175,3 +178,28 @@ def assemble(
         "config": config,
         "methods": methods,
     }
+
+
+def completeness(results: dict[str, Any]) -> tuple[int, int, int]:
+    """How much of the run ``results`` shows: (complete, evaluated candidates, fitted cells)."""
+    cells = [
+        cell
+        for entry in results.get("methods", {}).values()
+        for seed in entry.get("seeds", [])
+        for cell in seed.get("cells", [])
+    ]
+    evaluated = sum(1 for cell in cells for c in cell["candidates"] if "id_test" in c)
+    return (int(results.get("status") == "complete"), evaluated, len(cells))
+
+
+def publish_results(path: Path, results: dict[str, Any]) -> bool:
+    """Write ``results`` to ``path`` unless the file there shows more of the run (an older view
+    never replaces a newer one); True when written. Call under the run lock."""
+    try:
+        current = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        current = None
+    if isinstance(current, dict) and completeness(current) > completeness(results):
+        return False
+    atomic_write_json(path, results)
+    return True

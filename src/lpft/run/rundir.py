@@ -14,6 +14,9 @@ A cell with ``fit.json`` is never trained again; one with ``last.pt`` resumes fr
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,8 @@ from typing import Any
 import yaml
 
 from lpft.config import RunConfig
-from lpft.errors import ConfigError, LpftError
-from lpft.io import atomic_write_json, atomic_write_yaml, read_json
+from lpft.errors import ConfigError, LpftError, RunLockedError
+from lpft.io import atomic_write_json, atomic_write_yaml, read_json, run_lock
 from lpft.methods.base import Candidate, cell_id
 
 # Settings that may change between a run and its resumption without changing any number
@@ -40,6 +43,8 @@ RESUMABLE_DIFFERENCES = frozenset(
     }
 )
 SHARED_SEED = "shared"
+# Every holder of the run lock keeps it for moments (config, results.json), so a waiter gets it.
+LOCK_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -70,6 +75,12 @@ class CellRecord:
         }
 
 
+def cell_path(method: str, seed: int | None, hparams: dict[str, float]) -> str:
+    """A cell's directory under ``RUN/cells`` (also its name for jobs and ``lpft status``)."""
+    seed_part = SHARED_SEED if seed is None else f"seed{seed}"
+    return f"{method}/{seed_part}/{cell_id(hparams)}"
+
+
 class RunDirectory:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -87,8 +98,7 @@ class RunDirectory:
         return self.root / "summary.md"
 
     def cell(self, method: str, seed: int | None, hparams: dict[str, float]) -> CellRecord:
-        seed_part = SHARED_SEED if seed is None else f"seed{seed}"
-        directory = self.root / "cells" / method / seed_part / cell_id(hparams)
+        directory = self.root / "cells" / cell_path(method, seed, hparams)
         record = CellRecord(method, seed, dict(hparams), directory)
         fit_path = directory / "fit.json"
         if fit_path.is_file():
@@ -156,3 +166,20 @@ def default_out_dir(config: RunConfig) -> Path:
     model = config.model.replace(":", "-").replace("/", "_").replace("?", "_")
     data = f"-{config.data_root.name}" if config.data_root else ""
     return Path("runs") / f"{config.benchmark}{data}__{model}"
+
+
+@contextlib.contextmanager
+def run_directory_lock(root: Path) -> Iterator[None]:
+    """The run lock of ``root``, waited for up to ``LOCK_WAIT_SECONDS`` (others hold it for
+    moments)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(run_lock(root))
+                break
+            except RunLockedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield

@@ -4,15 +4,19 @@ The two phases are kept apart on purpose. During *fit* only ID train and ID val 
 (features, training, per-epoch validation) and every selection is made. Only then does
 *evaluate* touch ID test and the OOD sets, for every candidate, so the curves over
 hyperparameters are complete while no choice can have looked at them.
+
+The plain run is one executor of the run's plan (``lpft.run.plan``): it works through the cells
+in plan order, each inside its claim (``lpft.run.cell``) like a cell job, so a plain run and
+cell jobs (or a second plain run) on one directory share the cells instead of redoing them. The
+run lock is only held for moments: checking or saving the config and writing ``results.json``.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +31,22 @@ from lpft.config import RunConfig
 from lpft.data import BuildContext, EvalSplit, create_benchmark, lpft_home
 from lpft.data.metrics import PRIMARY_METRIC
 from lpft.errors import ConfigError, LpftError, TrainingDivergedError
-from lpft.io import (
-    atomic_write_json,
-    atomic_write_text,
-    ensure_free_space,
-    remove_stale_temporaries,
-    run_lock,
-)
-from lpft.methods import Method, Selected, method_for
+from lpft.io import atomic_write_text, check_fences, ensure_free_space
+from lpft.methods import Selected, method_for
 from lpft.methods.base import Available, Candidate, LinearHead, Network, Predictor
 from lpft.models import create_backbone
+from lpft.run.cell import CellAttempt, attempt_cell, clear_partial_outputs, release_artifacts
 from lpft.run.context import OOD_VAL_PREFIX, RunContext
-from lpft.run.results import assemble, cell_entry, oracle_entry, select, selected_entry
-from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir
+from lpft.run.plan import PlannedMethod, RunPlan, plan_methods, seed_dependent
+from lpft.run.results import (
+    assemble,
+    cell_entry,
+    oracle_entry,
+    publish_results,
+    select,
+    selected_entry,
+)
+from lpft.run.rundir import CellRecord, RunDirectory, default_out_dir, run_directory_lock
 from lpft.run.tracking import Tracker, open_tracker
 from lpft.training.distributed import barrier, current_world
 from lpft.training.features import forward_split
@@ -47,30 +54,15 @@ from lpft.training.logreg import predict_logits
 from lpft.training.runtime import configure_determinism, resolve_device
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# How often a run waiting for a cell that another process holds looks again.
+CLAIM_POLL_SECONDS = 0.5
+
+__all__ = ["PlannedMethod", "Runner", "plan_methods", "run"]
 
 
-@dataclass
-class PlannedMethod:
-    key: str
-    hidden: bool
-
-
-def plan_methods(config: RunConfig) -> list[PlannedMethod]:
-    """Requested methods in order, each preceded by any method it needs (hidden if unasked)."""
-    planned: list[PlannedMethod] = []
-    seen: set[str] = set()
-
-    def add(key: str, hidden: bool) -> None:
-        for requirement in method_for(key).requirements(config.method_options(key)):
-            if requirement not in seen:
-                add(requirement, requirement not in config.methods)
-        if key not in seen:
-            seen.add(key)
-            planned.append(PlannedMethod(key, hidden))
-
-    for key in config.methods:
-        add(key, False)
-    return planned
+def outcome_of(cell: CellRecord) -> str:
+    """An attempt's outcome once its cell is fitted: fitted, or diverged (a recorded result)."""
+    return "fitted" if cell.status == "done" else "diverged"
 
 
 class Runner:
@@ -87,11 +79,20 @@ class Runner:
         self.on_phase = on_phase or (lambda _phase: None)
         self.out = Path(config.out) if config.out else default_out_dir(config)
         self.rundir = RunDirectory(self.out)
-        self.plan = plan_methods(config)
-        self.cells: dict[str, list[CellRecord]] = {}
+        self.plan = RunPlan(config)
+        self.records: dict[str, CellRecord] = {}
         # Under torchrun every process runs the same program; only rank 0 writes files.
         self.main = current_world().main
         self._tracker: Tracker | None = None
+
+    @property
+    def cells(self) -> dict[str, list[CellRecord]]:
+        """Each planned method's cell records, in plan order."""
+        by_method: dict[str, list[CellRecord]] = {p.key: [] for p in self.plan.methods}
+        for planned in self.plan.cells:
+            if planned.key in self.records:
+                by_method[planned.method].append(self.records[planned.key])
+        return by_method
 
     @property
     def tracker(self) -> Tracker:
@@ -103,35 +104,35 @@ class Runner:
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         fresh_directory = not self.out.exists()
-        with run_lock(self.out) if self.main else nullcontext():
-            device, benchmark, backbone = self.prepare(fresh_directory)
-            with self._progress() as progress:
-                ctx = self.context(device, benchmark, backbone, progress)
-                self.on_phase("fit")
-                self._fit_all(ctx, started)
-                self.on_phase("evaluate")
-                self._evaluate_all(ctx)
-            results = self._write_results(ctx, complete=True, started=started)
-            if self.config.report and self.main:
-                write_report([self.out], self.out)
-            self.tracker.finish(self.out)
+        device, benchmark, backbone = self.prepare(fresh_directory)
+        with self.progress() as progress:
+            ctx = self.context(device, benchmark, backbone, progress)
+            self.on_phase("fit")
+            self._fit_all(ctx, started)
+            self.on_phase("evaluate")
+            self._evaluate_all(ctx)
+        results = self.write_results(ctx, complete=True, started=started)
+        if self.config.report and self.main:
+            write_report([self.out], self.out)
+        self.tracker.finish(self.out)
         return results
 
     def prepare(self, fresh_directory: bool):
         """Check the input and the run directory, load the cells' records, save the config.
 
         On bad input a ``fresh_directory`` (created by this run) is removed again."""
-        try:
-            self.rundir.check_config(self.config)
-            device, benchmark, backbone = self._build_inputs()
-            self._load_cells()
-            self._check_disk(backbone)
-        except LpftError:
-            if fresh_directory and self.main:
-                shutil.rmtree(self.out, ignore_errors=True)
-            raise
-        if self.main:
-            self.rundir.write_config(self.config)
+        with run_directory_lock(self.out) if self.main else nullcontext():
+            try:
+                self.rundir.check_config(self.config)
+                device, benchmark, backbone = self.build_inputs()
+                self.load_cells()
+                self._check_disk(backbone)
+            except LpftError:
+                if fresh_directory and self.main:
+                    shutil.rmtree(self.out, ignore_errors=True)
+                raise
+            if self.main:
+                self.rundir.write_config(self.config)
         return device, benchmark, backbone
 
     def context(self, device, benchmark, backbone, progress: Progress) -> RunContext:
@@ -144,7 +145,7 @@ class Runner:
             autocast_dtype=PRECISIONS[self.config.precision],
         )
 
-    def _build_inputs(self):
+    def build_inputs(self):
         """Everything that can be wrong with the user's input fails here, before any training."""
         configure_determinism(self.config.deterministic)
         device = resolve_device(self.config.device)
@@ -162,7 +163,7 @@ class Runner:
             method_for(planned.key).check(self.config.method_options(planned.key), backbone)
         return device, benchmark, backbone
 
-    def _progress(self) -> Progress:
+    def progress(self) -> Progress:
         return Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -173,37 +174,30 @@ class Runner:
             disable=self.quiet or not self.main,
         )
 
-    def _seed_dependent(self, key: str) -> bool:
-        return method_for(key).seed_dependent(self.config.method_options(key))
+    def load_cells(self) -> None:
+        """Read every planned cell's records from the run directory."""
+        for planned in self.plan.cells:
+            self.reload(planned.key)
 
-    def _seeds_for(self, key: str) -> list[int | None]:
-        return list(range(self.config.seeds)) if self._seed_dependent(key) else [None]
-
-    def _load_cells(self) -> None:
-        for planned in self.plan:
-            method = method_for(planned.key)
-            options = self.config.method_options(planned.key)
-            self.cells[planned.key] = [
-                self.rundir.cell(planned.key, seed, hparams)
-                for seed in self._seeds_for(planned.key)
-                for hparams in method.cells(options)
-            ]
+    def reload(self, key: str) -> CellRecord:
+        """Read ``key``'s records again (another process may have written them)."""
+        planned = self.plan.cell(key)
+        self.records[key] = self.rundir.cell(planned.method, planned.seed, planned.hparams)
+        return self.records[key]
 
     def _check_disk(self, backbone: torch.nn.Module) -> None:
         """Checkpoints: resume state (~3x weights) for one cell plus the best weights of each."""
         weights = sum(t.numel() * t.element_size() for t in backbone.state_dict().values())
-        pending = sum(1 for cells in self.cells.values() for cell in cells if not cell.fitted)
+        pending = sum(1 for cell in self.records.values() if not cell.fitted)
         ensure_free_space(self.out, weights * (3 + pending), "checkpoints")
 
-    def _cells_of(self, key: str, seed: int | None) -> list[CellRecord]:
-        if not self._seed_dependent(key):
-            seed = None
-        return [c for c in self.cells[key] if c.seed == seed]
+    def cells_of(self, key: str, seed: int | None) -> list[CellRecord]:
+        return [self.records[c.key] for c in self.plan.cells_of(key, seed)]
 
     def _selected(self, ctx: RunContext, key: str, seed: int) -> Selected:
         """``key``'s candidate selected on ID val for ``seed``, with its predictor, and every
         successful candidate of ``key`` for ``seed`` with a way to build its predictor."""
-        cells = self._cells_of(key, seed)
+        cells = [self.reload(c.key) for c in self.plan.cells_of(key, seed)]
         choice = select(cells)
         if choice is None:
             raise TrainingDivergedError(f"no successful '{key}' cell for seed {seed} to start from")
@@ -222,27 +216,45 @@ class Runner:
         candidate = cell.candidates[index]
         return Selected(candidate, loader(cell, candidate)(), available)
 
+    @contextmanager
+    def _holding(self, key: str) -> Iterator[CellAttempt | None]:
+        """Hold ``key``'s claim (waiting while another process has it); under torchrun rank 0
+        holds it for every rank. Yields the attempt on rank 0, None on the other ranks."""
+        if not self.main:
+            barrier()
+            yield None
+            return
+        directory = self.rundir.root / "cells" / key
+        while True:
+            with attempt_cell(directory, self.config.launcher.lease_seconds, wait=True) as held:
+                if held is not None:
+                    barrier()
+                    yield held
+                    return
+            time.sleep(CLAIM_POLL_SECONDS)
+
     def _fit_all(self, ctx: RunContext, started: float) -> None:
-        for planned in self.plan:
-            method = method_for(planned.key)
-            options = self.config.method_options(planned.key)
-            for cell in self.cells[planned.key]:
+        for planned in self.plan.cells:
+            if self.records[planned.key].fitted:
+                continue
+            with self._holding(planned.key) as attempt:
+                cell = self.reload(planned.key)
                 if cell.fitted:
                     continue
-                ctx.current_label = (
-                    f"{planned.key} seed {cell.seed if cell.seed is not None else '-'}"
-                )
-                self._fit_cell(ctx, method, options, cell)
-                self._write_results(ctx, complete=False, started=started)
+                seed = cell.seed if cell.seed is not None else "-"
+                ctx.current_label = f"{planned.method} seed {seed}"
+                with attempt.running() if attempt else nullcontext():
+                    self.fit_cell(ctx, planned.method, cell)
+                    if attempt:
+                        attempt.finish(outcome_of(cell))
+            self.write_results(ctx, complete=False, started=started)
 
     def fit_cell(self, ctx: RunContext, key: str, cell: CellRecord) -> None:
         """Fit one cell (its required methods' cells for the seed must be fitted)."""
-        self._fit_cell(ctx, method_for(key), self.config.method_options(key), cell)
-
-    def _fit_cell(self, ctx: RunContext, method: Method, options, cell: CellRecord) -> None:
+        method = method_for(key)
+        options = self.config.method_options(key)
         if self.main:
             cell.directory.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(cell.directory)
         seed = cell.seed if cell.seed is not None else 0
         begun = time.perf_counter()
         try:
@@ -255,8 +267,8 @@ class Runner:
                 self.console.print(
                     f"[yellow]cell {cell.method} {cell.directory.name} failed: {exc}"
                 )
-                shutil.rmtree(cell.directory, ignore_errors=True)
-                cell.directory.mkdir(parents=True, exist_ok=True)
+                check_fences(cell.directory)
+                clear_partial_outputs(cell.directory)
         cell.seconds = time.perf_counter() - begun
         if self.main:
             self.rundir.save_fit(cell)
@@ -264,24 +276,28 @@ class Runner:
         barrier()
 
     def _evaluate_all(self, ctx: RunContext) -> None:
-        for planned in self.plan:
-            for cell in self.cells[planned.key]:
-                self.evaluate_cell(ctx, planned.key, cell)
+        for planned in self.plan.cells:
+            cell = self.records[planned.key]
+            if cell.status == "done" and cell.metrics is None:
+                with self._holding(planned.key) as attempt:
+                    cell = self.reload(planned.key)
+                    with attempt.running() if attempt else nullcontext():
+                        self.evaluate_cell(ctx, planned.method, cell)
+        if self.main and not self.config.keep_checkpoints:
+            release_artifacts(self.plan, self.rundir, [c.key for c in self.plan.cells])
+        barrier()
 
     def evaluate_cell(self, ctx: RunContext, key: str, cell: CellRecord) -> None:
-        """ID test / OOD metrics of every candidate of a fitted cell, then its release."""
-        if cell.status != "done":
+        """ID test / OOD metrics of every candidate of a fitted cell (once)."""
+        if cell.status != "done" or cell.metrics is not None:
             return
         method = method_for(key)
-        if cell.metrics is None:
-            predictors = method.predictors(ctx, cell.directory, cell.candidates)
-            cell.metrics = [self._evaluate(ctx, p) for p in predictors]
-            if self.main:
-                self.rundir.save_metrics(cell)
-            self.tracker.cell_finished(key, cell)
+        predictors = method.predictors(ctx, cell.directory, cell.candidates)
+        cell.metrics = [self._evaluate(ctx, p) for p in predictors]
+        if self.main:
+            self.rundir.save_metrics(cell)
+        self.tracker.cell_finished(key, cell)
         barrier()
-        if not self.config.keep_checkpoints and self.main:
-            method.release(cell.directory, cell.candidates)
 
     def _evaluate(self, ctx: RunContext, predictor: Predictor) -> dict[str, Any]:
         if isinstance(predictor, LinearHead):
@@ -347,14 +363,25 @@ class Runner:
         else:
             metrics["ood"][split] = accuracy
 
-    def _write_results(self, ctx: RunContext, complete: bool, started: float) -> dict[str, Any]:
+    def write_results(self, ctx: RunContext, complete: bool, started: float) -> dict[str, Any]:
+        """``results.json`` (and, complete, ``summary.md``) from every cell's records as they are
+        on disk now, under the run lock; a more complete ``results.json`` already there stays."""
+        with run_directory_lock(self.out) if self.main else nullcontext():
+            if self.main:
+                self.load_cells()
+            results = self.results(ctx, complete, started)
+            if self.main and publish_results(self.rundir.results_path, results) and complete:
+                atomic_write_text(self.rundir.summary_path, markdown_summary(results))
+        return results
+
+    def results(self, ctx: RunContext, complete: bool, started: float) -> dict[str, Any]:
         methods = {}
-        for planned in self.plan:
+        for planned in self.plan.methods:
             method = method_for(planned.key)
             options = self.config.method_options(planned.key)
             seeds = []
             for seed in range(self.config.seeds):
-                cells = self._cells_of(planned.key, seed)
+                cells = self.cells_of(planned.key, seed)
                 seeds.append(
                     {
                         "seed": seed,
@@ -369,25 +396,19 @@ class Runner:
                 "axes": list(method.sweep_axes(options)),
                 "curve": method.curve_axis(options),
                 "hidden": planned.hidden,
-                "seed_dependent": self._seed_dependent(planned.key),
+                "seed_dependent": seed_dependent(self.config, planned.key),
                 "describe": method.describe(options),
                 "seeds": seeds,
             }
-        results = assemble(
+        return assemble(
             config=self.config.to_plain(),
             benchmark=ctx.benchmark,
             device=str(ctx.device),
             methods=methods,
             complete=complete,
             seconds=time.perf_counter() - started,
-            compute_seconds=sum(c.seconds for cells in self.cells.values() for c in cells),
+            compute_seconds=sum(c.seconds for c in self.records.values()),
         )
-        if not self.main:
-            return results
-        atomic_write_json(self.rundir.results_path, results)
-        if complete:
-            atomic_write_text(self.rundir.summary_path, markdown_summary(results))
-        return results
 
 
 def run(config: RunConfig, **kwargs: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lpft.errors import LpftError
 from lpft.run.jobs import run_cell
 from lpft.run.launchers.base import JobResult, Launcher, last_line
 
@@ -16,6 +15,6 @@ class LocalLauncher(Launcher):
             try:
                 message = run_cell(run_dir, key, config=self.plain_config)
                 results.append(JobResult(key, True, message))
-            except (LpftError, RuntimeError) as exc:
-                results.append(JobResult(key, False, last_line(exc)))
+            except Exception as exc:  # any cell's failure is recorded; the others go on
+                results.append(JobResult(key, False, f"{type(exc).__name__}: {last_line(exc)}"))
         return results

@@ -32,8 +32,10 @@ class RayLauncher(Launcher):
         self._connect()
         options = self.config.launcher.ray
         task = self.ray.remote(num_cpus=options.num_cpus, num_gpus=options.num_gpus)(run_cell)
+        # Each task claims as its own Ray task id (``scheduler_job``): no two tasks, of this
+        # launch or another, share an identity.
         refs = [
-            task.options(max_retries=0).remote(str(run_dir), key, "ray", self.plain_config)
+            task.options(max_retries=0).remote(str(run_dir), key, "", self.plain_config)
             for key in keys
         ]
         results = []
