@@ -34,8 +34,9 @@ def _validated_method_options(name: str, options: Any) -> BaseModel:
 class SlurmOptions(StrictModel):
     """One Slurm job per cell, submitted through submitit (``pip install 'lpft[slurm]'``)."""
 
-    # "local" runs the jobs as processes on this machine (submitit's LocalExecutor).
-    cluster: Literal["slurm", "local"] = "slurm"
+    # "local" runs the jobs as processes on this machine (submitit's LocalExecutor); "debug"
+    # runs them one after another in the launching process (submitit's DebugExecutor).
+    cluster: Literal["slurm", "local", "debug"] = "slurm"
     partition: str | None = None
     gpus_per_job: int = Field(1, ge=0)
     cpus_per_job: int = Field(4, ge=1)
