@@ -99,18 +99,25 @@ def test_an_empty_claim_expires_like_a_stale_one(tmp_path: Path) -> None:
 
 
 def test_a_plain_run_racing_a_launcher_shares_the_cells(tmp_path: Path) -> None:
-    methods = {"lp": {"C": [1.0]}, "ft": {"epochs": 2, "lrs": [0.01, 0.003]}, "lpft": {}}
+    """A plain run started while a launch works on the directory: each cell fitted once."""
+    methods = {"lp": {"C": [1.0]}, "ft": {"epochs": 3, "lrs": [0.01, 0.003]}, "lpft": {}}
     reference = Runner(
         resolve_config(overrides=overrides(tmp_path / "reference", methods)), quiet=True
     ).run()
-    plain = write_config(tmp_path / "plain.yaml", overrides(tmp_path / "run", methods))
-    launcher = write_config(
-        tmp_path / "launch.yaml", overrides(tmp_path / "run", methods, name="local")
-    )
-    processes = [lpft_process(tmp_path, plain), lpft_process(tmp_path, launcher)]
-    outputs = [p.communicate(timeout=300)[1] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    results = json.loads((tmp_path / "run/results.json").read_text())
+    settings = overrides(tmp_path / "run", methods, name="local")
+    launcher = lpft_process(tmp_path, write_config(tmp_path / "launch.yaml", settings))
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "run").glob(f"cells/*/*/*/{CLAIM}")):
+            assert launcher.poll() is None and time.monotonic() < deadline, "no cell claimed"
+            time.sleep(0.005)
+        plain = overrides(tmp_path / "run", methods)
+        results = Runner(resolve_config(overrides=plain), quiet=True).run()
+        output = launcher.communicate(timeout=240)[1]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output
     assert results["status"] == "complete"
     assert selected_metrics(results) == selected_metrics(reference)
     for cell in (tmp_path / "run").glob("cells/*/*/*"):
