@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,37 @@ if TYPE_CHECKING:
     from lpft.models.backbone import Classifier
     from lpft.run.context import RunContext
     from lpft.run.runner import Runner
+
+
+def tiny_run_config(out: Path, methods: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """A one-seed run of ``methods`` on the tiny benchmark and backbone, on the CPU."""
+    return {
+        "benchmark": "tiny",
+        "model": "builtin:tiny-test",
+        "seeds": 1,
+        "out": str(out),
+        "report": False,
+        "device": "cpu",
+        "methods": methods,
+        **settings,
+    }
+
+
+def concurrently(function: Callable[[], Any], copies: int) -> list[Any]:
+    """Run ``copies`` calls of ``function`` in threads started together; their results."""
+    results: list[Any] = []
+    start = threading.Barrier(copies)
+
+    def call() -> None:
+        start.wait()
+        results.append(function())
+
+    threads = [threading.Thread(target=call) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def selected_metrics(results: dict[str, Any]) -> dict[str, list[Any]]:

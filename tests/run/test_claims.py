@@ -17,6 +17,7 @@ import pytest
 from lpft.io import atomic_write_json
 from lpft.run.cell import attempt_cell, read_attempts
 from lpft.run.claims import CLAIM, ClaimInfo, ClaimLost, read_claim, remove_claim, try_claim
+from tests_support import concurrently
 
 
 def plant_claim(cell: Path, **fields) -> ClaimInfo:
@@ -69,14 +70,19 @@ def test_a_beating_holder_keeps_its_claim(tmp_path: Path) -> None:
     holder.release()
 
 
-def test_the_claim_of_an_exited_process_of_this_host_is_taken_over(tmp_path: Path) -> None:
+def exited_pid() -> int:
+    """The id of a process of this host that has exited."""
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    plant_claim(tmp_path / "cell", host=socket.gethostname(), pid=int(finished.stdout))
+    return int(finished.stdout)
+
+
+def test_the_claim_of_an_exited_process_of_this_host_is_taken_over(tmp_path: Path) -> None:
+    plant_claim(tmp_path / "cell", host=socket.gethostname(), pid=exited_pid())
     claim = try_claim(tmp_path / "cell")
     assert claim is not None
     claim.release()
@@ -132,27 +138,8 @@ def test_two_ray_tasks_never_share_an_identity(tmp_path: Path, monkeypatch) -> N
 
 
 def test_many_contenders_for_a_stale_claim_yield_one_holder(tmp_path: Path) -> None:
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    plant_claim(tmp_path / "cell", host=socket.gethostname(), pid=int(finished.stdout))
-    start = threading.Barrier(8)
-    won = []
-
-    def contend() -> None:
-        start.wait()
-        claim = try_claim(tmp_path / "cell")
-        if claim is not None:
-            won.append(claim)
-
-    threads = [threading.Thread(target=contend) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    plant_claim(tmp_path / "cell", host=socket.gethostname(), pid=exited_pid())
+    won = [c for c in concurrently(lambda: try_claim(tmp_path / "cell"), 8) if c is not None]
     assert len(won) == 1
     assert read_claim(tmp_path / "cell").token == won[0].info.token
     won[0].release()

@@ -7,7 +7,6 @@ after them and before they are released, whatever process runs which cell."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,13 @@ from lpft.registry import METHODS
 from lpft.run.cell import read_attempts
 from lpft.run.launchers import launch
 from lpft.run.runner import Runner
-from tests_support import all_candidate_metrics, selected_metrics, tiny_plugin_env
+from tests_support import (
+    all_candidate_metrics,
+    concurrently,
+    selected_metrics,
+    tiny_plugin_env,
+    tiny_run_config,
+)
 
 LAUNCHERS = {
     "local": {},
@@ -50,16 +55,7 @@ def every_method() -> dict[str, dict]:
 
 
 def config(out: Path, **launcher) -> dict:
-    return {
-        "benchmark": "tiny",
-        "model": "builtin:tiny-test",
-        "seeds": 1,
-        "out": str(out),
-        "report": False,
-        "device": "cpu",
-        "methods": every_method(),
-        "launcher": {"lease_seconds": 5, **launcher},
-    }
+    return tiny_run_config(out, every_method(), launcher={"lease_seconds": 5, **launcher})
 
 
 @pytest.fixture(scope="module")
@@ -114,16 +110,7 @@ def test_two_ray_launches_share_the_cells(ray_instance, tmp_path: Path, plain) -
     """Two launches at once on one directory: each cell fitted once, no claim taken over."""
     overrides = config(tmp_path / "run", name="ray", ray={"num_cpus": 1})
     overrides["methods"] = {"lp": overrides["methods"]["lp"], "ft": overrides["methods"]["ft"]}
-    outcomes: list[dict] = []
-
-    def one_launch() -> None:
-        outcomes.append(launch(resolve_config(overrides=overrides)))
-
-    threads = [threading.Thread(target=one_launch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = concurrently(lambda: launch(resolve_config(overrides=overrides)), 2)
     assert len(outcomes) == 2
     for results in outcomes:
         assert results["status"] == "complete"

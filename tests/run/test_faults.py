@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,22 +23,14 @@ from lpft.run.claims import CLAIM
 from lpft.run.jobs import collect
 from lpft.run.launchers import launch
 from lpft.run.runner import Runner
-from tests_support import selected_metrics, tiny_plugin_env
+from tests_support import concurrently, selected_metrics, tiny_plugin_env, tiny_run_config
 
 FT_CELL = "ft/seed0/lr=0.01"
 
 
 def overrides(out: Path, methods: dict | None = None, **launcher) -> dict:
-    return {
-        "benchmark": "tiny",
-        "model": "builtin:tiny-test",
-        "seeds": 1,
-        "out": str(out),
-        "report": False,
-        "device": "cpu",
-        "methods": methods or {"lp": {"C": [1.0]}, "ft": {"epochs": 1}},
-        "launcher": {"lease_seconds": 2, **launcher},
-    }
+    methods = methods or {"lp": {"C": [1.0]}, "ft": {"epochs": 1}}
+    return tiny_run_config(out, methods, launcher={"lease_seconds": 2, **launcher})
 
 
 def write_config(path: Path, settings: dict) -> Path:
@@ -131,12 +122,7 @@ def test_collect_holds_the_run_lock_and_keeps_the_more_complete_results(
     launch(resolve_config(overrides=overrides(run, name="local")))
     complete = (run / "results.json").read_text()
     (run / "cells" / FT_CELL / "metrics.json").unlink()  # an older view of the run
-    collected: list[dict] = []
-    threads = [threading.Thread(target=lambda: collected.append(collect(run))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    collected = concurrently(lambda: collect(run), 2)
     assert [r["status"] for r in collected] == ["partial", "partial"]
     assert (run / "results.json").read_text() == complete
     monkeypatch.setattr("lpft.run.rundir.LOCK_WAIT_SECONDS", 0.3)

@@ -19,7 +19,7 @@ from lpft.cli.main import main
 from lpft.config import resolve_config
 from lpft.run.cell import read_attempts
 from lpft.run.launchers import launch
-from tests_support import selected_metrics, tiny_plugin_env
+from tests_support import selected_metrics, tiny_plugin_env, tiny_run_config
 
 CELLS = {"lp/shared/sweep", "ft/seed0/lr=0.01", "lpft/seed0/lr=0.001"}
 
@@ -31,16 +31,7 @@ LPFT = {"epochs": 1, "checkpoint_every_steps": 1}
 
 def sweep_config(out: Path, methods: tuple[str, ...] = ("lp", "ft", "lpft"), **launcher) -> dict:
     every = {"lp": {"C": [1e-2, 1.0]}, "ft": {"epochs": 1}, "lpft": LPFT}
-    return {
-        "benchmark": "tiny",
-        "model": "builtin:tiny-test",
-        "seeds": 1,
-        "out": str(out),
-        "report": False,
-        "device": "cpu",
-        "methods": {name: every[name] for name in methods},
-        "launcher": launcher,
-    }
+    return tiny_run_config(out, {name: every[name] for name in methods}, launcher=launcher)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lpft.io import process_alive
+from lpft.io import fsync_directory, process_alive
 
 CLAIM = "claim.json"
 HEARTBEAT = "heartbeat."
@@ -177,20 +177,12 @@ def _create_exclusively(path: Path, info: ClaimInfo) -> bool:
         os.fsync(handle.fileno())
     try:
         os.link(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
         return True
     except FileExistsError:
         return False
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def remove_claim(cell_dir: Path, identity: str) -> bool:
@@ -209,7 +201,7 @@ def remove_claim(cell_dir: Path, identity: str) -> bool:
         if holder_token(cell_dir) != identity:
             return False
         (cell_dir / CLAIM).unlink()
-        _fsync_directory(cell_dir)
+        fsync_directory(cell_dir)
         _heartbeat_path(cell_dir, identity).unlink(missing_ok=True)
         return True
     finally:
