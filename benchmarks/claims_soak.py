@@ -2,10 +2,10 @@
 
 Each round starts ``--launches`` concurrent ``lpft run --launcher local`` processes on a fresh
 run directory holding a quick sweep of ``1 + --lrs x --seeds`` cells (one shared LP cell, FT
-over a learning-rate grid and seeds; 40 by default) on a small digits-shift. For ``--kill-for``
-seconds it SIGKILLs a random launch every ``--kill-every`` seconds on average and starts a
-replacement; then it lets the launches finish and, if cells are left (every launch may have been
-killed), runs one more. It reads every cell's ``attempts.jsonl`` and prints, over all rounds,
+over a learning-rate grid and seeds; 40 by default) on a small digits-shift. From the first
+claim on, for ``--kill-for`` seconds, it SIGKILLs a random launch every ``--kill-every`` seconds
+on average (one holding a cell's claim when there is one) and starts a replacement; then it lets
+the launches finish and, if cells are left (every launch may have been killed), runs one more. It reads every cell's ``attempts.jsonl`` and prints, over all rounds,
 the cells fitted exactly once (one ``fitted`` attempt), duplicated (more than one: two processes
 trained the same cell) and lost (not finished when the last launch ended), with the kills made.
 
@@ -63,15 +63,31 @@ def start_launch(config: Path) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_round(config: Path, args: argparse.Namespace, rng: random.Random, tally: Tally) -> None:
+def claim_holders(run: Path) -> set[int]:
+    """Process ids named by the cells' current claims."""
+    holders = set()
+    for claim in run.glob("cells/*/*/*/claim.json"):
+        try:
+            holders.add(json.loads(claim.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return holders
+
+
+def run_round(
+    config: Path, run: Path, args: argparse.Namespace, rng: random.Random, tally: Tally
+) -> None:
     launches = [start_launch(config) for _ in range(args.launches)]
+    while not claim_holders(run) and any(p.poll() is None for p in launches):
+        time.sleep(0.05)
     stop_killing = time.monotonic() + args.kill_for
     while time.monotonic() < stop_killing:
         time.sleep(rng.expovariate(1 / args.kill_every))
         alive = [p for p in launches if p.poll() is None]
         if not alive:
             break
-        victim = rng.choice(alive)
+        holding = [p for p in alive if p.pid in claim_holders(run)]
+        victim = rng.choice(holding or alive)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         tally.kills += 1
@@ -120,7 +136,7 @@ def main() -> None:
             run = Path(directory) / f"round{index}"
             config = Path(directory) / f"round{index}.yaml"
             config.write_text(yaml.safe_dump(sweep_config(run, args.lrs, args.seeds, args.lease)))
-            run_round(config, args, rng, tally)
+            run_round(config, run, args, rng, tally)
             count(run, tally)
             print(f"round {index + 1}/{args.rounds}: {tally}", file=sys.stderr)
     total = args.rounds * cells

@@ -4,6 +4,7 @@ seen them stale on its own clock, and fencing every write of a holder that lost 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lpft.io import atomic_write_json
-from lpft.run.cell import attempt_cell, read_attempts
+from lpft.run.cell import attempt_cell, clear_partial_outputs, read_attempts
 from lpft.run.claims import CLAIM, ClaimInfo, ClaimLost, read_claim, remove_claim, try_claim
 from tests_support import concurrently
 
@@ -172,3 +173,27 @@ def test_a_running_holder_is_interrupted_within_one_heartbeat(tmp_path: Path) ->
                 time.sleep(0.01)
         assert time.monotonic() - started < 0.2 + 1.5 / 3 + 0.3
     assert not (cell / CLAIM).exists()
+
+
+def test_a_taker_removes_only_the_temporaries_of_exited_processes(tmp_path: Path) -> None:
+    cell = tmp_path / "cell"
+    host = socket.gethostname().replace(".", "_")
+    plant_claim(cell, host=socket.gethostname(), pid=exited_pid())
+    live = cell / f".best.pt.{host}-{os.getpid()}.abc.tmp"
+    dead = cell / f".best.pt.{host}-{exited_pid()}.abc.tmp"
+    elsewhere = cell / ".best.pt.other_host-1.abc.tmp"
+    for temporary in (live, dead, elsewhere):
+        temporary.write_bytes(b"partial")
+    with attempt_cell(cell, 60.0) as attempt:
+        assert attempt is not None
+    assert live.exists() and elsewhere.exists() and not dead.exists()
+
+
+def test_clearing_a_diverged_cell_keeps_its_records_and_others_files(tmp_path: Path) -> None:
+    kept = ["fit.json", "metrics.json", "attempts.jsonl", "error.json", CLAIM, "heartbeat.x"]
+    kept += [f"{CLAIM}.break-x", ".best.pt.host-1.abc.tmp"]
+    for name in [*kept, "best.pt", "last.pt", "block1/last.pt"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    clear_partial_outputs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

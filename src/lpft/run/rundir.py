@@ -8,6 +8,8 @@
     RUN/cells/<method>/<seed>/<cell>/fit.json      candidates with ID val accuracy
     RUN/cells/<method>/<seed>/<cell>/metrics.json  ID test / OOD accuracy, distortion
     RUN/cells/<method>/<seed>/<cell>/{last,best,heads}.pt
+    RUN/cells/<method>/<seed>/<cell>/claim.json, heartbeat.<token>   who runs it (run/claims.py)
+    RUN/cells/<method>/<seed>/<cell>/attempts.jsonl, error.json      its attempts (run/cell.py)
 
 A cell with ``fit.json`` is never trained again; one with ``last.pt`` resumes from it.
 """
