@@ -24,7 +24,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from lpft.io import atomic_write_json, fenced, read_json, remove_orphaned_temporaries
+from lpft.io import (
+    atomic_write_json,
+    check_fences,
+    fenced,
+    read_json,
+    remove_orphaned_temporaries,
+)
 from lpft.methods import method_for
 from lpft.run.claims import CLAIM, HEARTBEAT, CellClaim, ClaimInfo, ClaimLost, try_claim
 from lpft.run.plan import RunPlan
@@ -143,13 +149,10 @@ def attempt_cell(
 
 def clear_partial_outputs(cell_dir: Path) -> None:
     """Delete what a diverged fit left in its cell (checkpoints), keeping the records, the claim
-    and other processes' files; fenced like a write."""
+    and other processes' files; fenced like a write (nothing is deleted by a lost holder)."""
+    check_fences(Path(cell_dir))
     for path in Path(cell_dir).iterdir():
-        keep = (
-            path.name in RECORDS
-            or path.name.startswith((f"{CLAIM}.", HEARTBEAT, "."))
-        )
-        if keep:
+        if path.name in RECORDS or path.name.startswith((f"{CLAIM}.", HEARTBEAT, ".")):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -110,9 +110,6 @@ class CellJobs:
             record.detail = "fitted, not evaluated"
         return record
 
-    def unfinished(self, keys: list[str]) -> list[str]:
-        return [key for key in keys if not finished(self.record(key))]
-
     def fitted(self) -> set[str]:
         return {c.key for c in self.plan.cells if self.record(c.key).fitted}
 

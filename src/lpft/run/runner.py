@@ -31,7 +31,7 @@ from lpft.config import RunConfig
 from lpft.data import BuildContext, EvalSplit, create_benchmark, lpft_home
 from lpft.data.metrics import PRIMARY_METRIC
 from lpft.errors import ConfigError, LpftError, TrainingDivergedError
-from lpft.io import atomic_write_text, check_fences, ensure_free_space
+from lpft.io import atomic_write_text, ensure_free_space
 from lpft.methods import Selected, method_for
 from lpft.methods.base import Available, Candidate, LinearHead, Network, Predictor
 from lpft.models import create_backbone
@@ -267,7 +267,6 @@ class Runner:
                 self.console.print(
                     f"[yellow]cell {cell.method} {cell.directory.name} failed: {exc}"
                 )
-                check_fences(cell.directory)
                 clear_partial_outputs(cell.directory)
         cell.seconds = time.perf_counter() - begun
         if self.main:
