@@ -7,6 +7,7 @@ after them and before they are released, whatever process runs which cell."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from lpft.models import create_backbone
 from lpft.registry import METHODS
 from lpft.run.cell import read_attempts
 from lpft.run.launchers import launch
+from lpft.run.launchers.ray_tasks import RayLauncher
 from lpft.run.runner import Runner
 from tests_support import (
     all_candidate_metrics,
@@ -106,10 +108,22 @@ def test_every_method_under_every_launcher_matches_the_plain_run(method, launche
         assert outcomes == ["fitted"], f"{name}: {cell}: {outcomes}"
 
 
-def test_two_ray_launches_share_the_cells(ray_instance, tmp_path: Path, plain) -> None:
-    """Two launches at once on one directory: each cell fitted once, no claim taken over."""
+def test_two_ray_launches_share_the_cells(
+    ray_instance, tmp_path: Path, plain, monkeypatch
+) -> None:
+    """Two launches submit the same cells at the same moment: each cell fitted once, no live
+    claim taken over (every Ray task claims as itself)."""
     overrides = config(tmp_path / "run", name="ray", ray={"num_cpus": 1})
     overrides["methods"] = {"lp": overrides["methods"]["lp"], "ft": overrides["methods"]["ft"]}
+    together = threading.Barrier(2, timeout=120)
+    submit = RayLauncher.run_wave
+
+    def submit_together(self, run_dir, keys):
+        if not hasattr(self, "met"):
+            self.met = together.wait()
+        return submit(self, run_dir, keys)
+
+    monkeypatch.setattr(RayLauncher, "run_wave", submit_together)
     outcomes = concurrently(lambda: launch(resolve_config(overrides=overrides)), 2)
     assert len(outcomes) == 2
     for results in outcomes:
