@@ -5,9 +5,10 @@ run directory holding a quick sweep of ``1 + --lrs x --seeds`` cells (one shared
 over a learning-rate grid and seeds; 40 by default) on a small digits-shift. From the first
 claim on, for ``--kill-for`` seconds, it SIGKILLs a random launch every ``--kill-every`` seconds
 on average (one holding a cell's claim when there is one) and starts a replacement; then it lets
-the launches finish and, if cells are left (every launch may have been killed), runs one more. It reads every cell's ``attempts.jsonl`` and prints, over all rounds,
-the cells fitted exactly once (one ``fitted`` attempt), duplicated (more than one: two processes
-trained the same cell) and lost (not finished when the last launch ended), with the kills made.
+the launches finish and, if cells are left (every launch may have been killed), runs one more.
+It reads every cell's ``attempts.jsonl`` and prints, over all rounds, the cells fitted exactly
+once (at most one ``fitted`` attempt, and finished), duplicated (more than one: two processes
+trained the same cell) and lost (not finished when the last launch ended), and the kills made.
 
     python benchmarks/claims_soak.py                              # 6 launches, 20 rounds
     python benchmarks/claims_soak.py --rounds 2 --launches 3 --lrs 3 --seeds 1
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from lpft.run.cell import read_attempts
 
 SMALL_DIGITS = {"train_per_class": 8, "val_per_class": 8, "test_per_class": 8,
                 "heldout_per_class": 8}  # fmt: skip
@@ -101,8 +104,7 @@ def run_round(
 
 def count(run: Path, tally: Tally) -> None:
     for cell in sorted(run.glob("cells/*/*/*")):
-        lines = (cell / "attempts.jsonl").read_text().splitlines()
-        outcomes = [json.loads(line)["outcome"] for line in lines if line.strip()] if lines else []
+        outcomes = [attempt["outcome"] for attempt in read_attempts(cell)]
         fitted = outcomes.count("fitted")
         tally.takeovers += outcomes.count("lost-claim")
         if not (cell / "metrics.json").is_file():

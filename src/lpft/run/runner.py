@@ -36,6 +36,7 @@ from lpft.methods import Selected, method_for
 from lpft.methods.base import Available, Candidate, LinearHead, Network, Predictor
 from lpft.models import create_backbone
 from lpft.run.cell import CellAttempt, attempt_cell, clear_partial_outputs, release_artifacts
+from lpft.run.claims import ClaimLost
 from lpft.run.context import OOD_VAL_PREFIX, RunContext
 from lpft.run.plan import PlannedMethod, RunPlan, plan_methods, seed_dependent
 from lpft.run.results import (
@@ -233,21 +234,40 @@ class Runner:
                     return
             time.sleep(CLAIM_POLL_SECONDS)
 
+    def _work_on(
+        self,
+        key: str,
+        needed: Callable[[CellRecord], bool],
+        work: Callable[[CellRecord, CellAttempt | None], None],
+    ) -> bool:
+        """Do ``work`` on ``key`` inside its claim unless (read again once the claim is held)
+        it is not ``needed`` any more; True when this process did it. A claim lost meanwhile
+        means another process has the cell: wait for it and look again."""
+        while needed(self.records[key]):
+            try:
+                with self._holding(key) as attempt:
+                    cell = self.reload(key)
+                    if not needed(cell):
+                        return False
+                    with attempt.running() if attempt else nullcontext():
+                        work(cell, attempt)
+                    return True
+            except ClaimLost:
+                self.console.print(f"[yellow]{key}: taken over by another process; waiting")
+                self.reload(key)
+        return False
+
     def _fit_all(self, ctx: RunContext, started: float) -> None:
+        def fit(cell: CellRecord, attempt: CellAttempt | None) -> None:
+            seed = cell.seed if cell.seed is not None else "-"
+            ctx.current_label = f"{cell.method} seed {seed}"
+            self.fit_cell(ctx, cell.method, cell)
+            if attempt:
+                attempt.finish(outcome_of(cell))
+
         for planned in self.plan.cells:
-            if self.records[planned.key].fitted:
-                continue
-            with self._holding(planned.key) as attempt:
-                cell = self.reload(planned.key)
-                if cell.fitted:
-                    continue
-                seed = cell.seed if cell.seed is not None else "-"
-                ctx.current_label = f"{planned.method} seed {seed}"
-                with attempt.running() if attempt else nullcontext():
-                    self.fit_cell(ctx, planned.method, cell)
-                    if attempt:
-                        attempt.finish(outcome_of(cell))
-            self.write_results(ctx, complete=False, started=started)
+            if self._work_on(planned.key, lambda cell: not cell.fitted, fit):
+                self.write_results(ctx, complete=False, started=started)
 
     def fit_cell(self, ctx: RunContext, key: str, cell: CellRecord) -> None:
         """Fit one cell (its required methods' cells for the seed must be fitted)."""
@@ -276,12 +296,11 @@ class Runner:
 
     def _evaluate_all(self, ctx: RunContext) -> None:
         for planned in self.plan.cells:
-            cell = self.records[planned.key]
-            if cell.status == "done" and cell.metrics is None:
-                with self._holding(planned.key) as attempt:
-                    cell = self.reload(planned.key)
-                    with attempt.running() if attempt else nullcontext():
-                        self.evaluate_cell(ctx, planned.method, cell)
+            self._work_on(
+                planned.key,
+                lambda cell: cell.status == "done" and cell.metrics is None,
+                lambda cell, _attempt: self.evaluate_cell(ctx, cell.method, cell),
+            )
         if self.main and not self.config.keep_checkpoints:
             release_artifacts(self.plan, self.rundir, [c.key for c in self.plan.cells])
         barrier()
