@@ -102,10 +102,12 @@ def test_an_empty_or_corrupt_claim_expires_like_a_stale_one(tmp_path: Path, cont
 
 
 def test_a_requeued_job_takes_its_own_claim_back_and_records_the_preemption(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch
 ) -> None:
     plant_claim(tmp_path / "cell", job="slurm:42_3")
     assert try_claim(tmp_path / "cell", job="slurm:42_4") is None
+    assert try_claim(tmp_path / "cell", job="slurm:42_3") is None  # the same job, not requeued
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     with attempt_cell(tmp_path / "cell", 60.0, job="slurm:42_3") as attempt:
         assert attempt is not None
     (line,) = read_attempts(tmp_path / "cell")

@@ -9,8 +9,9 @@ alive by rewriting its own ``heartbeat.<token>`` every third of the lease.
 
 Staleness is judged on the clock of the process that wants the cell: a claim whose heartbeat it
 has seen unchanged for the lease (an unreadable ``claim.json`` likewise) may be taken over, at
-once when the holder is a process of this host that has exited, or the same scheduler job
-(requeued after preemption). No two hosts' clocks are compared.
+once when the holder is a process of this host that has exited, or the same Slurm job before
+it was requeued (after preemption or a time-out: a higher ``SLURM_RESTART_COUNT``). No two
+hosts' clocks are compared.
 
 Removing a claim, by its holder or by a taker, is exclusive: only the process that creates
 ``claim.json.break-<token>`` may remove the claim with that token, and it checks the token while
@@ -36,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lpft.io import fsync_directory, process_alive
@@ -59,14 +60,23 @@ class ClaimInfo:
     job: str
     start: float  # the holder's clock; shown, never compared with another host's
     lease: float
+    restart: int = 0  # how often the scheduler has requeued ``job`` (SLURM_RESTART_COUNT)
 
     def where(self) -> str:
         job = f", job {self.job}" if self.job else ""
         return f"{self.host} pid {self.pid}{job}"
 
+    def requeued_as(self, other: ClaimInfo) -> bool:
+        """``other`` is this claim's scheduler job, requeued since (e.g. after preemption)."""
+        return bool(self.job) and self.job == other.job and self.restart < other.restart
+
     def holder_exited(self) -> bool:
         """The holder was a process of this host that no longer exists."""
         return self.host == socket.gethostname() and not process_alive(self.pid)
+
+
+# A claim written by another lpft version may carry more fields: those are ignored.
+CLAIM_FIELDS = frozenset(f.name for f in fields(ClaimInfo))
 
 
 def scheduler_job() -> str:
@@ -92,9 +102,10 @@ def _read(cell_dir: Path) -> tuple[str | None, ClaimInfo | None]:
     except FileNotFoundError:
         return None, None
     try:
-        info = ClaimInfo(**json.loads(raw))
+        data = json.loads(raw)
+        info = ClaimInfo(**{k: v for k, v in data.items() if k in CLAIM_FIELDS})
         return info.token, info
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):
         return UNREADABLE + hashlib.sha256(raw).hexdigest()[:16], None
 
 
@@ -302,6 +313,7 @@ def new_claim_info(lease: float, job: str = "") -> ClaimInfo:
         job=job or scheduler_job(),
         start=time.time(),
         lease=lease,
+        restart=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
     )
 
 
@@ -330,7 +342,7 @@ def try_claim(
         identity, current = _read(cell_dir)
         if identity is None:
             continue  # released between our two looks
-        requeued = current is not None and bool(info.job) and current.job == info.job
+        requeued = current is not None and current.requeued_as(info)
         if requeued or WATCH.stale(cell_dir, identity, current, lease):
             if remove_claim(cell_dir, identity):
                 takeover = Takeover(current, "preempted" if requeued else "lost-claim")
