@@ -57,7 +57,7 @@ def every_method() -> dict[str, dict]:
 
 
 def config(out: Path, **launcher) -> dict:
-    return tiny_run_config(out, every_method(), launcher={"lease_seconds": 5, **launcher})
+    return tiny_run_config(out, every_method(), launcher={"lease_seconds": 10, **launcher})
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ FT_CELL = "ft/seed0/lr=0.01"
 
 
 def overrides(out: Path, methods: dict | None = None, **launcher) -> dict:
+    """A short lease where a test waits for one to pass; 10 s where live processes share the
+    directory (a loaded machine must not delay a heartbeat past the lease)."""
     methods = methods or {"lp": {"C": [1.0]}, "ft": {"epochs": 1}}
     return tiny_run_config(out, methods, launcher={"lease_seconds": 2, **launcher})
 
@@ -95,14 +97,14 @@ def test_a_plain_run_racing_a_launcher_shares_the_cells(tmp_path: Path) -> None:
     reference = Runner(
         resolve_config(overrides=overrides(tmp_path / "reference", methods)), quiet=True
     ).run()
-    settings = overrides(tmp_path / "run", methods, name="local")
+    settings = overrides(tmp_path / "run", methods, name="local", lease_seconds=10)
     launcher = lpft_process(tmp_path, write_config(tmp_path / "launch.yaml", settings))
     try:
         deadline = time.monotonic() + 240
         while not list((tmp_path / "run").glob(f"cells/*/*/*/{CLAIM}")):
             assert launcher.poll() is None and time.monotonic() < deadline, "no cell claimed"
             time.sleep(0.005)
-        plain = overrides(tmp_path / "run", methods)
+        plain = overrides(tmp_path / "run", methods, lease_seconds=10)
         results = Runner(resolve_config(overrides=plain), quiet=True).run()
         output = launcher.communicate(timeout=240)[1]
     finally:
