@@ -7,9 +7,11 @@ process that lost its cell writes nothing more there.
 
 Each cell directory keeps ``attempts.jsonl``, one line per attempt: token, job, host, pid, start,
 end and outcome (``fitted``, ``failed``, ``diverged``, ``lost-claim``, ``preempted``). A holder
-writes its own line when it ends; the line of a holder that was taken over (killed, stopped past
-its lease, preempted) is written by the process that took the cell over. A failed attempt also
-leaves ``error.json`` (why), which the next successful attempt removes.
+writes its own line as soon as its fit is recorded (then evaluates; a failure there adds a
+``failed`` line), or when it fails; the line of a holder that was taken over before that
+(killed, stopped past its lease, preempted) is written by the process that took the cell over.
+An attempt that only evaluates a fitted cell adds no line. A failed attempt also leaves
+``error.json`` (why), which the next successful attempt removes.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import yaml
 from lpft.analysis.report import write_report
 from lpft.config import RunConfig
 from lpft.errors import ConfigError, LpftError
-from lpft.run.cell import attempt_cell, read_attempts, read_error, release_artifacts
+from lpft.run.cell import CellAttempt, attempt_cell, read_attempts, read_error, release_artifacts
 from lpft.run.claims import ClaimLost, claim_is_live, read_claim
 from lpft.run.plan import PlannedCell
 from lpft.run.rundir import CellRecord, RunDirectory, run_directory_lock
@@ -131,21 +131,23 @@ class CellJobs:
                 return "done already"
             with attempt.running():
                 self._wait_for_requirements(planned)
-                fitting = not cell.fitted
-                self._fit_and_evaluate(planned, cell)
-                if fitting:
-                    attempt.finish(outcome_of(cell))
+                self._fit_and_evaluate(planned, cell, attempt)
         if not self.config.keep_checkpoints:
             release_artifacts(self.plan, self.rundir, [key, *planned.needs])
         return "done"
 
-    def _fit_and_evaluate(self, planned: PlannedCell, cell: CellRecord) -> None:
+    def _fit_and_evaluate(
+        self, planned: PlannedCell, cell: CellRecord, attempt: CellAttempt
+    ) -> None:
+        """Fit (unless an earlier attempt did: its outcome is on record as soon as the fit is,
+        before the evaluation), then evaluate."""
         runner = self.runner
         device, benchmark, backbone = runner.build_inputs()
         with runner.progress() as progress:
             ctx = runner.context(device, benchmark, backbone, progress)
             if not cell.fitted:
                 runner.fit_cell(ctx, planned.method, cell)
+                attempt.finish(outcome_of(cell))
             runner.evaluate_cell(ctx, planned.method, cell)
 
     def _wait_for_requirements(self, planned: PlannedCell) -> None:
