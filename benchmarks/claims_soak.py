@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--lrs", type=int, default=13, help="FT grid size")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--kill-for", type=float, default=30.0, help="seconds of kills a round")
+    parser.add_argument("--kill-for", type=float, default=40.0, help="seconds of kills a round")
     parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between")
     parser.add_argument("--lease", type=float, default=5.0, help="launcher.lease_seconds")
     parser.add_argument("--seed", type=int, default=0)
