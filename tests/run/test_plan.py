@@ -30,17 +30,17 @@ def test_cells_that_need_others_come_in_later_waves(tmp_path: Path) -> None:
 
 
 def test_checkpoints_are_released_only_when_no_pending_cell_needs_them(tmp_path: Path) -> None:
-    run = plan(tmp_path, {"ft": {"lrs": [0.1, 0.01]}, "soup": {}, "wise-ft": {}})
-    ft = "ft/seed0/lr=0.1"
-    assert sorted(run.dependents(ft)) == ["soup/seed0/sweep", "wise-ft/seed0/sweep"]
-    assert run.ready(["soup/seed0/sweep"], {ft}) == []
-    fitted = {"ft/seed0/lr=0.1", "ft/seed0/lr=0.01", "lp/shared/sweep"}
-    assert run.ready(["soup/seed0/sweep", "wise-ft/seed0/sweep"], fitted) == [
-        "soup/seed0/sweep",
-        "wise-ft/seed0/sweep",
-    ]
-    assert not run.releasable(ft, fitted | {"soup/seed0/sweep"})
-    assert run.releasable(ft, fitted | {"soup/seed0/sweep", "wise-ft/seed0/sweep"})
+    methods = {"ft": {"lrs": [0.1, 0.01]}, "soup": {}, "lpft": {}}
+    run = plan(tmp_path, {**methods, "freeze-embed": {"head_init": "lp"}})
+    lp, ft, soup = "lp/shared/sweep", "ft/seed0/lr=0.1", "soup/seed0/sweep"
+    dependents = ["freeze-embed/seed0/lr=0.01", "lpft/seed0/lr=0.001"]
+    assert sorted(run.dependents(lp)) == dependents
+    assert run.dependents(ft) == [soup]
+    assert run.ready([soup], {ft}) == []
+    assert run.ready([soup], {ft, "ft/seed0/lr=0.01"}) == [soup]
+    assert not run.releasable(lp, {lp, dependents[0]})
+    assert run.releasable(lp, {lp, *dependents})
+    assert not run.releasable(ft, {ft}) and run.releasable(ft, {ft, soup})
 
 
 def test_an_unknown_cell_is_named(tmp_path: Path) -> None:
