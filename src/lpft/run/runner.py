@@ -160,7 +160,7 @@ class Runner:
                 f"--oracle: benchmark '{benchmark.name}' has no OOD validation split to select on"
             )
         backbone = create_backbone(self.config.model)
-        for planned in self.plan:
+        for planned in self.plan.methods:
             method_for(planned.key).check(self.config.method_options(planned.key), backbone)
         return device, benchmark, backbone
 
