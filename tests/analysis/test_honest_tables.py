@@ -163,3 +163,13 @@ def test_report_marks_ties_and_is_readable_on_a_phone(synthetic, tmp_path: Path)
     assert "<strong>90.0</strong>" not in page
     assert "| *90.0* |" in markdown
     assert "Paired contrasts" in markdown and "| lpft − ft |" in markdown
+
+
+def test_a_selection_at_a_bound_of_its_axis_is_not_an_edge(synthetic) -> None:
+    results = copy.deepcopy(synthetic(seeds=3))
+    assert tables.grid_edges(results["methods"]["ft"])
+    # FT picks lr=0.001 on every seed: declared as the axis's lowest possible value, it is no
+    # sign of a grid that stops too early (WiSE-FT's α = 0 or 1).
+    results["methods"]["ft"]["axis_bounds"] = {"lr": [0.001, 1.0]}
+    assert tables.grid_edges(results["methods"]["ft"]) == []
+    assert not any(w.startswith("ft:") for w in tables.warnings(results))

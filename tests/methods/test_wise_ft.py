@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lpft.analysis import tables
 from lpft.config import resolve_config
 from lpft.errors import ConfigError
 from lpft.methods import wise_ft
@@ -135,6 +136,8 @@ def test_alpha_ends_are_theta0_and_the_base_fine_tuned_from_it(tiny_overrides: d
         },
         "theta1_init": "lp",
     }
+    assert wise["axis_bounds"] == {"alpha": [0.0, 1.0]}
+    assert not any("alpha=" in note for note in tables.warnings(results))
     fixed = methods["wise-ft@fixed"]
     assert not fixed["hidden"]
     assert fixed["seeds"][0]["selected"]["hparams"] == {"alpha": 0.5}

@@ -378,15 +378,19 @@ def axis_grid(entry: dict[str, Any], axis: str) -> list[float]:
 
 
 def grid_edges(entry: dict[str, Any]) -> list[GridEdge]:
-    """Selections at the lowest or highest value of a grid of two or more values."""
+    """Selections at the lowest or highest value of a grid of two or more values, unless that
+    value is a bound the axis cannot go past (``axis_bounds``)."""
     distinct = entry["seeds"] if entry["seed_dependent"] else entry["seeds"][:1]
     chosen = [s["selected"] for s in distinct if s["selected"]]
+    bounds = entry.get("axis_bounds", {})
     edges = []
     for axis in entry.get("axes", []):
         grid = axis_grid(entry, axis)
         if len(grid) < 2 or any(isinstance(v, str) for v in grid):
             continue
         for side, value in (("lower", grid[0]), ("upper", grid[-1])):
+            if axis in bounds and value == bounds[axis][0 if side == "lower" else 1]:
+                continue
             count = sum(1 for c in chosen if c["hparams"].get(axis) == value)
             if count:
                 edges.append(GridEdge(axis, side, value, count, len(chosen)))

@@ -213,6 +213,11 @@ class Method(ABC):
         first = self.cells(options)[0]
         return tuple(first)
 
+    def axis_bounds(self, options: BaseModel) -> dict[str, tuple[float, float]]:
+        """Axes whose values cannot go past a bound (WiSE-FT's α in [0, 1]): a selection at
+        such a bound is no sign that the grid was too narrow."""
+        return {}
+
     def curve_axis(self, options: BaseModel) -> str | None:
         """An axis along which the ID-vs-OOD scatter joins this method's candidates into a
         line (WiSE-FT's mixing coefficient); None for none."""

@@ -124,6 +124,9 @@ class WiseFT(Method):
     def sweep_axes(self, options: WiseFTOptions) -> tuple[str, ...]:
         return ("alpha",)
 
+    def axis_bounds(self, options: WiseFTOptions) -> dict[str, tuple[float, float]]:
+        return {"alpha": (0.0, 1.0)}
+
     def curve_axis(self, options: WiseFTOptions) -> str | None:
         return "alpha"
 

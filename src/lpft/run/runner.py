@@ -412,6 +412,7 @@ class Runner:
             methods[planned.key] = {
                 "method": method.name,
                 "axes": list(method.sweep_axes(options)),
+                "axis_bounds": {a: list(b) for a, b in method.axis_bounds(options).items()},
                 "curve": method.curve_axis(options),
                 "hidden": planned.hidden,
                 "seed_dependent": seed_dependent(self.config, planned.key),
