@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from lpft.config import resolve_config
 from lpft.models import create_backbone
@@ -63,7 +64,10 @@ def config(out: Path, **launcher) -> dict:
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory):
     """Jobs in other processes (submitit, Ray workers) find the tiny benchmark; one thread
-    each; one Ray instance for the module."""
+    each, as in this process (a CPU's float sums depend on the thread count); one Ray instance
+    for the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         home = tmp_path_factory.getbasetemp() / "lpft-home"
         patch.setenv("LPFT_HOME", str(home))
@@ -71,6 +75,7 @@ def environment(tmp_path_factory):
         patch.setenv("PYTHONPATH", tiny_plugin_env(site)["PYTHONPATH"])
         patch.setenv("OMP_NUM_THREADS", "1")
         yield tmp_path_factory
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,9 @@ def distributed_session(device: str) -> Iterator[World]:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     try:
         yield current_world()
+        # Every rank reaches the end before any tears the group down: a rank that destroys
+        # it while another is still connected can abort the other at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
