@@ -8,20 +8,12 @@ from pathlib import Path
 from lpft.cli.main import main
 from lpft.config import resolve_config
 from lpft.run.jobs import prepare_run_directory, run_cell
+from tests_support import tiny_run_config
 
 
 def test_status_shows_images_per_second_of_fine_tuned_cells(tmp_path: Path, capsys) -> None:
-    config = resolve_config(
-        overrides={
-            "benchmark": "tiny",
-            "model": "builtin:tiny-test",
-            "seeds": 1,
-            "out": str(tmp_path / "run"),
-            "device": "cpu",
-            "report": False,
-            "methods": {"lp": {"C": [1.0]}, "ft": {"epochs": 1}},
-        }
-    )
+    methods = {"lp": {"C": [1.0]}, "ft": {"epochs": 1}}
+    config = resolve_config(overrides=tiny_run_config(tmp_path / "run", methods))
     run = prepare_run_directory(config)
     assert run_cell(run, "ft/seed0/lr=0.01") == "done"
     assert main(["status", str(run)]) == 0

@@ -14,20 +14,12 @@ from lpft.config import resolve_config
 from lpft.run.cell import ERROR
 from lpft.run.claims import try_claim
 from lpft.run.jobs import CellJobs, DependencyNotReady, prepare_run_directory, run_cell
+from tests_support import tiny_run_config
 
 
 def prepared(tmp_path: Path) -> Path:
-    config = resolve_config(
-        overrides={
-            "benchmark": "tiny",
-            "model": "builtin:tiny-test",
-            "seeds": 1,
-            "out": str(tmp_path / "run"),
-            "device": "cpu",
-            "report": False,
-            "methods": {"lp": {"C": [1.0]}, "lpft": {}},
-        }
-    )
+    methods = {"lp": {"C": [1.0]}, "lpft": {}}
+    config = resolve_config(overrides=tiny_run_config(tmp_path / "run", methods))
     return prepare_run_directory(config)
 
 
