@@ -17,7 +17,7 @@ from lpft.data.transforms import build_transform, crop_flip, pixel_transform
 from lpft.models import Classifier, InputSpec
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.training.loaders import TensorImageDataset, TransformedDataset
-from lpft.training.resident import ResidentImages, ResidentLoader, store_images
+from lpft.training.resident import DeviceBudget, ResidentImages, ResidentLoader, store_images
 from lpft.training.trainer import FineTuner, TrainingOptions
 
 CPU = torch.device("cpu")
@@ -90,13 +90,18 @@ def test_crops_and_flips_are_drawn_as_torchvision_draws_them(kind: str) -> None:
         assert drawn == expected, seed
 
 
-def test_resize_crop_flip_batches_equal_the_per_image_pipeline() -> None:
+@pytest.mark.parametrize("policy", ["rrc_flip", "resize_crop_flip"])
+def test_stored_batches_equal_the_per_image_pipeline(policy: str) -> None:
+    """A split too large to store is augmented per image (in loader workers) with the same
+    draws and operations: the same inputs up to float rounding, whichever path a run takes."""
     photos = Photos()
-    data = resident(photos, "resize_crop_flip", train=True)
-    transform = build_transform("resize_crop_flip", NATURAL, train=True)
+    data = resident(photos, policy, train=True)
+    transform = build_transform(policy, NATURAL, train=True)
+    atol = 0 if policy == "resize_crop_flip" else 1e-5  # whole-pixel boxes: plain copies
     for epoch in (0, 3):
         expected = per_image(photos, transform, epoch)
-        torch.testing.assert_close(all_batches(data, epoch, 5), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(all_batches(data, epoch, 5), expected, rtol=0, atol=atol)
+    assert not torch.allclose(per_image(photos, transform, 1), expected), "epochs draw anew"
 
 
 def test_batches_depend_on_seed_epoch_and_index_only() -> None:
@@ -131,6 +136,19 @@ def test_random_resized_crops_follow_the_per_image_boxes() -> None:
         elif x1 < half - 2 and x2 > half + 2:
             right, left = image[0, :, -1].mean(), image[0, :, 0].mean()
             assert (left if flip else right) > 0.5 > (right if flip else left), (x1, x2, flip)
+
+
+def test_stored_splits_share_one_device_budget(monkeypatch) -> None:
+    """A quarter of the free memory seen when the first split is placed, for all splits
+    together: the memory they take is not counted as free again."""
+    free = iter([4000, 3000])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (next(free), 8000))
+    budget = DeviceBudget(torch.device("cuda"))
+    assert budget.admits(600)
+    assert not budget.admits(401), "600 + 401 is over 1000, a quarter of 4000"
+    assert budget.admits(400)
+    assert not budget.admits(1)
+    assert DeviceBudget(CPU).admits(10**15), "host memory is where the pixels are anyway"
 
 
 class ReadRecorder(TorchFunctionMode):

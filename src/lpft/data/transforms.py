@@ -3,6 +3,12 @@
 Sizes, interpolation, crop fraction and normalisation come from the backbone's ``InputSpec``,
 which each model source fills from its own library. Natural-image backbones (``crop_pct`` set)
 are evaluated on a short-side resize and a centre crop, never a squashing resize.
+
+A random training policy is defined once, as the batched pipeline runs it: each image stored as
+uint8 pixels before any random step (``pixel_transform``), one crop box and flip drawn for it
+(``CropFlip``), the box resized with ``roi_align`` and the pixels normalised. ``build_transform``
+applies exactly these operations to one image, so a split augmented per image in loader workers
+and a split stored once and augmented in batches give the same inputs up to float rounding.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
+from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
 from lpft.errors import ConfigError
@@ -56,44 +63,6 @@ def _resize_center_crop(spec: InputSpec) -> list[Callable]:
     ]
 
 
-def _random_resized_crop_flip(spec: InputSpec) -> list[Callable]:
-    return [
-        v2.RandomResizedCrop(spec.size, interpolation=_interpolation(spec), antialias=True),
-        v2.RandomHorizontalFlip(),
-    ]
-
-
-def _resize_random_crop_flip(spec: InputSpec) -> list[Callable]:
-    return [
-        v2.Resize(short_side(spec), _interpolation(spec), antialias=True),
-        v2.RandomCrop(spec.size),
-        v2.RandomHorizontalFlip(),
-    ]
-
-
-# policy -> (train-time steps, eval-time steps); see PAPER.md "Augmentation".
-POLICIES: dict[str, tuple[Callable[[InputSpec], list], Callable[[InputSpec], list]]] = {
-    "none": (_resize_only, _resize_only),
-    "rrc_flip": (_random_resized_crop_flip, _resize_center_crop),
-    "resize_crop_flip": (_resize_random_crop_flip, _resize_center_crop),
-}
-
-
-# Policies whose training transform draws no random numbers (a dataset can be pre-transformed).
-DETERMINISTIC_POLICIES = frozenset({"none"})
-
-
-def build_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
-    if policy not in POLICIES:
-        raise ConfigError(f"unknown augmentation policy '{policy}' (valid: {', '.join(POLICIES)})")
-    train_steps, eval_steps = POLICIES[policy]
-    steps = train_steps(spec) if train else eval_steps(spec)
-    return v2.Compose([*steps, *_to_tensor(spec)])
-
-
-# --- the same pipelines split for batched work: uint8 pixels stored once, then per batch ---
-
-
 class ShrinkShortSide:
     """Resizes an image whose short side exceeds ``size`` down to it (never enlarges)."""
 
@@ -127,6 +96,21 @@ class CropFlip:
         flip = int(torch.rand(1, generator=generator) < 0.5)
         return top, left, h, w, flip
 
+    def box(
+        self, generator: torch.Generator, stored: tuple[int, int], source: tuple[int, int]
+    ) -> tuple[float, ...]:
+        """(x1, y1, x2, y2, flip) in the stored image's pixels (``stored`` and ``source`` are
+        (height, width)): a resized crop is drawn on the source image, as torchvision draws it
+        there, and scaled to the stored one; a fixed crop is drawn on the stored image."""
+        height, width = stored
+        if self.kind == "resized":
+            top, left, h, w, flip = self.draw(generator, *source)
+            y, x = height / source[0], width / source[1]
+        else:
+            top, left, h, w, flip = self.draw(generator, height, width)
+            y = x = 1.0
+        return left * x, top * y, (left + w) * x, (top + h) * y, float(flip)
+
     def _resized_box(self, generator: torch.Generator, height: int, width: int) -> tuple:
         area = height * width
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
@@ -157,30 +141,99 @@ class CropFlip:
         return top, left, self.size, self.size
 
 
+# policy -> the steps an evaluation image goes through; see PAPER.md "Augmentation". The
+# training side of a random policy is its ``crop_flip``.
+EVAL_STEPS: dict[str, Callable[[InputSpec], list[Callable]]] = {
+    "none": _resize_only,
+    "rrc_flip": _resize_center_crop,
+    "resize_crop_flip": _resize_center_crop,
+}
+POLICIES = tuple(EVAL_STEPS)
+
+# Policies whose training transform draws no random numbers (a dataset can be pre-transformed).
+DETERMINISTIC_POLICIES = frozenset({"none"})
+
+
+def crop_flip(policy: str, spec: InputSpec) -> CropFlip | None:
+    """The per-image random draws of a training policy (None: it draws nothing)."""
+    if policy not in EVAL_STEPS:
+        raise ConfigError(f"unknown augmentation policy '{policy}' (valid: {', '.join(POLICIES)})")
+    if policy == "rrc_flip":
+        return CropFlip("resized", spec.size)
+    if policy == "resize_crop_flip":
+        return CropFlip("fixed", spec.size)
+    return None
+
+
 def pixel_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
     """What a split is stored as, once: uint8 (C, H, W) pixels before any random step.
 
     Deterministic pipelines keep every geometric step (the stored image is the network's input
     before float conversion); a random training policy keeps its deterministic resize (for
     random resized crops, the image shrunk to the eval short side, as FFCV stores images)."""
-    if policy not in POLICIES:
-        raise ConfigError(f"unknown augmentation policy '{policy}' (valid: {', '.join(POLICIES)})")
-    if not train or policy in DETERMINISTIC_POLICIES:
-        steps = (POLICIES[policy][0] if train else POLICIES[policy][1])(spec)
-    elif policy == "rrc_flip":
+    crop = crop_flip(policy, spec) if train else None
+    if crop is None:
+        steps = EVAL_STEPS[policy](spec)
+    elif crop.kind == "resized":
         steps = [ShrinkShortSide(short_side(spec), _interpolation(spec))]
     else:
         steps = [v2.Resize(short_side(spec), _interpolation(spec), antialias=True)]
     return v2.Compose([*steps, *_to_pixels(spec)])
 
 
-def crop_flip(policy: str, spec: InputSpec) -> CropFlip | None:
-    """The per-image random draws of a training policy (None: it draws nothing)."""
-    if policy == "rrc_flip":
-        return CropFlip("resized", spec.size)
-    if policy == "resize_crop_flip":
-        return CropFlip("fixed", spec.size)
-    return None
+def build_transform(policy: str, spec: InputSpec, train: bool) -> v2.Compose:
+    """One image (PIL) -> the network's input. A random training policy draws its crop and flip
+    from the global RNG (seeded per image by ``TransformedDataset``)."""
+    crop = crop_flip(policy, spec) if train else None
+    if crop is None:
+        return v2.Compose([*EVAL_STEPS[policy](spec), *_to_tensor(spec)])
+    return v2.Compose(
+        [CropResizeFlip(pixel_transform(policy, spec, train=True), crop), NormalisePixels(spec)]
+    )
+
+
+class CropResizeFlip:
+    """A random training policy on one image, as ``crop_resize_flip`` does it on a batch: the
+    stored pixels, one box and flip drawn from the global RNG, float pixels in 0-255."""
+
+    def __init__(self, pixels: v2.Compose, crop: CropFlip) -> None:
+        self.pixels = pixels
+        self.crop = crop
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        stored = self.pixels(image).as_subclass(torch.Tensor)
+        box = self.crop.box(torch.default_generator, tuple(stored.shape[1:]), image.size[::-1])
+        return crop_resize_flip(stored[None], torch.tensor([box]), self.crop.size)[0]
+
+    def __repr__(self) -> str:
+        return f"CropResizeFlip(pixels={self.pixels!r}, crop={self.crop!r}, resize=roi_align)"
+
+
+class NormalisePixels:
+    """Float or uint8 pixels in 0-255 -> the network's input (``normalise_pixels``)."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(spec.std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return normalise_pixels(pixels, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"NormalisePixels(mean={self.spec.mean}, std={self.spec.std})"
+
+
+def crop_resize_flip(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box resized to ``size`` x ``size`` (bilinear, averaged over the box's
+    footprint), mirrored where ``boxes[:, 4]`` is 1; float pixels in 0-255.
+
+    An integer box as large as the output copies its pixels exactly (a plain crop)."""
+    batch_index = torch.arange(len(pixels), device=pixels.device, dtype=torch.float32)
+    rois = torch.cat([batch_index[:, None], boxes[:, :4]], dim=1)
+    out = roi_align(pixels.float(), rois, (size, size), 1.0, sampling_ratio=-1, aligned=True)
+    flip = boxes[:, 4].bool()[:, None, None, None]
+    return torch.where(flip, out.flip(-1), out)
 
 
 def normalise_pixels(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class Measurements:
     @property
     def asymmetry_se(self) -> float:
         """Sampling (bootstrap) and training noise together."""
-        sampling = sum(t.change_ratio_se**2 for t in self.targets.values()) / len(self.targets)**2
+        sampling = sum(t.change_ratio_se**2 for t in self.targets.values()) / len(self.targets) ** 2
         return math.sqrt(sampling + TRAINING_SE**2)
 
 

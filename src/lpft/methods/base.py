@@ -34,6 +34,7 @@ from lpft.data.benchmark import Benchmark
 from lpft.models.backbone import Backbone, Classifier
 from lpft.training.feature_cache import CachedFeatures
 from lpft.training.features import ForwardOutputs
+from lpft.training.resident import ResidentLoader
 
 
 @dataclass
@@ -124,8 +125,9 @@ class MethodContext(Protocol):
         """ID train through the training transform, augmentation seeded by ``seed``."""
         ...
 
-    def eval_loader(self, split: str) -> DataLoader:
-        """``split`` through the eval transform, in order."""
+    def eval_loader(self, split: str) -> DataLoader | ResidentLoader:
+        """``split`` through the eval transform, in order (batches already on the device when
+        the split is stored)."""
         ...
 
     def fresh_backbone(self) -> Backbone:

@@ -35,6 +35,7 @@ from lpft.training.feature_cache import (
 from lpft.training.features import ForwardOutputs, feature_batches, forward_split
 from lpft.training.loaders import TransformedDataset, eval_loader
 from lpft.training.resident import (
+    DeviceBudget,
     ResidentImages,
     ResidentLoader,
     StoredImages,
@@ -218,6 +219,7 @@ class RunContext:
     def __post_init__(self) -> None:
         self._materialized: dict[str, ResidentImages] = {}
         self._stored_for_training: dict[str, StoredImages | None] = {}
+        self._device_budget = DeviceBudget(self.device)
         self._weights_sha256: str | None = None
         self._data_fingerprints: dict[str, str | None] = {}
         self.pretrained.eval()
@@ -313,7 +315,9 @@ class RunContext:
         if len(dataset) * spec.channels * spec.size * spec.size > MATERIALIZE_MAX_BYTES:
             return TransformedDataset(dataset, self.eval_transform)
         pixels = pixel_transform(self.benchmark.augment, spec, train=False)
-        self._materialized[split] = ResidentImages(store_images(dataset, pixels), spec, self.device)
+        self._materialized[split] = ResidentImages(
+            store_images(dataset, pixels), spec, self.device, budget=self._device_budget
+        )
         return self._materialized[split]
 
     def _storable_for_training(self, split: str) -> bool:
@@ -331,7 +335,8 @@ class RunContext:
             if self._storable_for_training(split):
                 spec = self.pretrained.input_spec
                 pixels = pixel_transform(self.benchmark.augment, spec, train=True)
-                stored = placed(store_images(self.split_dataset(split), pixels), self.device)
+                stored = store_images(self.split_dataset(split), pixels)
+                stored = placed(stored, self.device, self._device_budget)
             self._stored_for_training[split] = stored
         return self._stored_for_training[split]
 
@@ -343,7 +348,7 @@ class RunContext:
             return TransformedDataset(self.split_dataset(split), self.train_transform, seed=seed)
         spec = self.pretrained.input_spec
         crop = crop_flip(self.benchmark.augment, spec)
-        return ResidentImages(stored, spec, self.device, crop, seed)
+        return ResidentImages(stored, spec, self.device, crop, seed, self._device_budget)
 
     def augmented_loader(self, split: str, seed: int) -> DataLoader | ResidentLoader | None:
         """One pass of ``split`` through the training transform, in order, augmentation seeded

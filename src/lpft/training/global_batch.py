@@ -101,9 +101,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
         self.num_batches_tracked.add_(1)
-        factor = (
-            1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        )
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         unbiased = var * count / max(count - 1, 1)
         self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
@@ -158,7 +156,7 @@ class _GlobalBatchMask:
 
 
 def mask_kind(layer: nn.Module) -> str | None:
-    """"elementwise" or "row" for the mask layers ``route_masks`` handles, else None."""
+    """The mask kind of a layer ``route_masks`` handles ("elementwise" or "row"), else None."""
     if isinstance(layer, ELEMENTWISE_MASKS):
         return "elementwise"
     if isinstance(layer, StochasticDepth) or type(layer).__name__ in ROW_MASK_CLASS_NAMES:

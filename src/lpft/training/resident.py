@@ -17,9 +17,8 @@ from functools import cached_property
 
 import torch
 from torch.utils.data import Dataset, Sampler
-from torchvision.ops import roi_align
 
-from lpft.data.transforms import CropFlip, normalise_pixels
+from lpft.data.transforms import CropFlip, crop_resize_flip, normalise_pixels
 from lpft.models.backbone import InputSpec
 from lpft.training.runtime import derive_seed
 
@@ -81,18 +80,38 @@ def store_images(dataset: Dataset, pixel_transform: Callable) -> StoredImages:
     )
 
 
-def fits_on(device: torch.device, nbytes: int) -> bool:
-    """Whether ``nbytes`` fit in the device's budget (CPU: always, the pixels are there)."""
-    if device.type != "cuda":
+class DeviceBudget:
+    """The bytes that all the splits a run stores on one accelerator may take together: a share
+    of its free memory when the first split is placed, so that stored splits never crowd out
+    training, however many there are."""
+
+    def __init__(self, device: torch.device, fraction: float = DEVICE_BUDGET_FRACTION) -> None:
+        self.device = device
+        self.fraction = fraction
+        self.limit: float | None = None
+        self.used = 0
+
+    def admits(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more fit (then they are counted as taken). On the CPU, always:
+        the pixels are in host memory anyway."""
+        if self.device.type != "cuda":
+            return True
+        if self.limit is None:
+            free, _total = torch.cuda.mem_get_info(self.device)
+            self.limit = self.fraction * free
+        if self.used + nbytes > self.limit:
+            return False
+        self.used += nbytes
         return True
-    free, _total = torch.cuda.mem_get_info(device)
-    return nbytes <= DEVICE_BUDGET_FRACTION * free
 
 
-def placed(images: StoredImages, device: torch.device) -> StoredImages:
-    """``images`` on ``device`` when they fit its budget (or are there already), else in host
-    memory (pinned on CUDA hosts, for asynchronous copies)."""
-    if images.pixels.device == device or fits_on(device, images.nbytes):
+def placed(
+    images: StoredImages, device: torch.device, budget: DeviceBudget | None = None
+) -> StoredImages:
+    """``images`` on ``device`` when they are there already or fit ``budget`` (default: a budget
+    of their own), else in host memory (pinned on CUDA hosts, for asynchronous copies)."""
+    budget = budget or DeviceBudget(device)
+    if images.pixels.device == device or budget.admits(images.nbytes):
         return images.to(device)
     return images.to(torch.device("cpu"))
 
@@ -128,7 +147,8 @@ def prefetched(
 class ResidentImages(Dataset):
     """A stored split served in batches: ``batches(order, epoch, batch_size)`` gives
     (normalised images, labels) on ``device``, each image cropped and flipped from
-    (seed, epoch, index) when ``crop`` is given."""
+    (seed, epoch, index) when ``crop`` is given. The pixels stay on ``device`` if ``budget``
+    admits them, else in host memory, copied batch by batch."""
 
     def __init__(
         self,
@@ -137,9 +157,10 @@ class ResidentImages(Dataset):
         device: torch.device,
         crop: CropFlip | None = None,
         seed: int | None = None,
+        budget: DeviceBudget | None = None,
     ) -> None:
         self.device = device
-        self.images = placed(images, device)
+        self.images = placed(images, device, budget)
         self.crop = crop
         self.seed = seed
         shape = (-1, 1, 1)
@@ -159,21 +180,14 @@ class ResidentImages(Dataset):
         return images[0], int(labels[0])
 
     def boxes(self, indices: list[int], epoch: int) -> torch.Tensor:
-        """(x1, y1, x2, y2, flip) per image in stored pixel coordinates, drawn as the per-sample
-        pipeline draws them on the source image."""
-        rows = []
+        """(x1, y1, x2, y2, flip) per image in stored pixel coordinates, drawn from
+        (seed, epoch, index) as the per-image pipeline draws them."""
         generator = torch.Generator()
+        rows = []
         for index in indices:
             generator.manual_seed(derive_seed(self.seed, epoch, index))
-            height, width = self.images.sizes[index]
-            if self.crop.kind == "resized":
-                source_h, source_w = self.images.source_sizes[index]
-                top, left, h, w, flip = self.crop.draw(generator, source_h, source_w)
-                y, x = height / source_h, width / source_w
-            else:
-                top, left, h, w, flip = self.crop.draw(generator, height, width)
-                y = x = 1.0
-            rows.append((left * x, top * y, (left + w) * x, (top + h) * y, flip))
+            stored, source = self.images.sizes[index], self.images.source_sizes[index]
+            rows.append(self.crop.box(generator, stored, source))
         return torch.tensor(rows, dtype=torch.float32)
 
     def host_parts(self, indices: list[int], epoch: int) -> tuple[torch.Tensor, ...]:
@@ -211,18 +225,6 @@ class ResidentImages(Dataset):
         )
         for parts in prefetched(host, self.device):
             yield self.finish(parts)
-
-
-def crop_resize_flip(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Each image's box resized to ``size`` x ``size`` (bilinear, averaged over the box's
-    footprint), mirrored where ``boxes[:, 4]`` is 1; float pixels in 0-255.
-
-    An integer box as large as the output copies its pixels exactly (a plain crop)."""
-    batch_index = torch.arange(len(pixels), device=pixels.device, dtype=torch.float32)
-    rois = torch.cat([batch_index[:, None], boxes[:, :4]], dim=1)
-    out = roi_align(pixels.float(), rois, (size, size), 1.0, sampling_ratio=-1, aligned=True)
-    flip = boxes[:, 4].bool()[:, None, None, None]
-    return torch.where(flip, out.flip(-1), out)
 
 
 class ResidentLoader:

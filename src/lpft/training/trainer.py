@@ -37,7 +37,7 @@ from lpft.training.distributed import (
 from lpft.training.evaluate import accuracy
 from lpft.training.features import autocast, forward_split
 from lpft.training.loaders import train_loader
-from lpft.training.resident import ResidentImages, prefetched
+from lpft.training.resident import ResidentImages, ResidentLoader, prefetched
 from lpft.training.runtime import derive_seed, rng_state, set_rng_state
 from lpft.validation import StrictModel
 
@@ -178,7 +178,7 @@ class FineTuner:
         options: TrainingOptions,
         lr: float,
         train_data: Dataset,
-        val_loader: DataLoader,
+        val_loader: DataLoader | ResidentLoader,
         device: torch.device,
         cell_dir: Path,
         seed: int,
