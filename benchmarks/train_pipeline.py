@@ -39,7 +39,7 @@ from lpft.data.transforms import crop_flip, pixel_transform
 from lpft.models import Classifier, create_backbone
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.training.features import autocast
-from lpft.training.resident import ResidentImages, ResidentLoader, store_images
+from lpft.training.resident import BatchedLoader, ResidentImages, store_images
 from lpft.training.trainer import FineTuner, TrainingOptions, build_optimizer
 
 CLASSES = 10
@@ -166,7 +166,7 @@ def lpft(args, device, dtype, root: Path, samples) -> tuple[float, float]:
     )
     store_seconds = time.perf_counter() - started
     train = ResidentImages(stored, spec, device, crop_flip("rrc_flip", spec), seed=0)
-    val = ResidentLoader(ResidentImages(eval_stored, spec, device), args.batch_size)
+    val = BatchedLoader(ResidentImages(eval_stored, spec, device), args.batch_size)
     times = []
     for epochs in (1, args.epochs):
         with tempfile.TemporaryDirectory() as cell:

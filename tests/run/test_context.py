@@ -1,12 +1,10 @@
-"""How a run serves its splits: stored once and augmented in batches, or per image in loader
-workers when a split is too large to store; both paths must train the same model."""
+"""How a run serves its splits: stored once, or streamed by loader workers when a split is too
+large to store; both paths must train the same model, to the last bit."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pytest
 
 from lpft.config import resolve_config
 from lpft.run import context
@@ -39,11 +37,8 @@ def test_a_split_too_large_to_store_trains_as_a_stored_one(tmp_path: Path, monke
 
     stores.clear()
     monkeypatch.setattr(context, "MATERIALIZE_MAX_BYTES", 0)
-    per_image = augmented_ft(tmp_path / "per-image", num_workers=1)
+    streamed = augmented_ft(tmp_path / "streamed", num_workers=1)
     assert not stores, "nothing is stored: every split goes through loader workers"
 
-    for ours, theirs in zip(stored["history"], per_image["history"], strict=True):
-        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
-        assert ours["train_acc"] == theirs["train_acc"]
-        assert ours["id_val"] == theirs["id_val"]
-    assert stored["ood"] == per_image["ood"]
+    assert streamed["history"] == stored["history"]
+    assert streamed["ood"] == stored["ood"]

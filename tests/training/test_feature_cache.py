@@ -143,12 +143,12 @@ def test_changed_transform_invalidates(
 ) -> None:
     lp_run(tmp_path, "first")
     image_loads.clear()
-    original = run_context.build_transform
+    original = run_context.pixel_transform
 
     def with_extra_step(*args, **kwargs):
-        return transforms.Compose([original(*args, **kwargs), transforms.Lambda(lambda x: x * 2)])
+        return transforms.Compose([original(*args, **kwargs), transforms.Lambda(lambda x: x // 2)])
 
-    monkeypatch.setattr(run_context, "build_transform", with_extra_step)
+    monkeypatch.setattr(run_context, "pixel_transform", with_extra_step)
     lp_run(tmp_path, "second")
     assert image_loads, "another transform: features must be extracted again"
 

@@ -17,13 +17,17 @@ from lpft.data.transforms import build_transform, crop_flip, pixel_transform
 from lpft.models import Classifier, InputSpec
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.training.loaders import TensorImageDataset, TransformedDataset
-from lpft.training.resident import DeviceBudget, ResidentImages, ResidentLoader, store_images
+from lpft.training.resident import (
+    BatchedLoader,
+    DeviceBudget,
+    ResidentImages,
+    StreamedImages,
+    store_images,
+)
 from lpft.training.trainer import FineTuner, TrainingOptions
 
 CPU = torch.device("cpu")
-NATURAL = InputSpec(
-    size=16, channels=3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), crop_pct=0.8
-)
+NATURAL = InputSpec(size=16, channels=3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), crop_pct=0.8)
 READS = {"item", "__float__", "__bool__", "__int__", "__index__", "tolist", "cpu", "numpy"}
 
 
@@ -75,9 +79,7 @@ def test_uint8_storage_equals_the_float_pipeline(policy: str) -> None:
 def test_crops_and_flips_are_drawn_as_torchvision_draws_them(kind: str) -> None:
     crop = crop_flip(kind, NATURAL)
     first = (
-        v2.RandomResizedCrop(NATURAL.size)
-        if kind == "rrc_flip"
-        else v2.RandomCrop(NATURAL.size)
+        v2.RandomResizedCrop(NATURAL.size) if kind == "rrc_flip" else v2.RandomCrop(NATURAL.size)
     )
     for seed in range(100):
         height, width = 20 + seed % 17, 20 + seed % 29
@@ -138,6 +140,28 @@ def test_random_resized_crops_follow_the_per_image_boxes() -> None:
             assert (left if flip else right) > 0.5 > (right if flip else left), (x1, x2, flip)
 
 
+@pytest.mark.parametrize(
+    ("policy", "train"),
+    [("none", False), ("rrc_flip", False), ("rrc_flip", True), ("resize_crop_flip", True)],
+)
+def test_streamed_splits_equal_stored_ones_bitwise(policy: str, train: bool) -> None:
+    """A split too large to store is read by loader workers into the same padded uint8
+    batches, completed the same way: the same numbers exactly, whatever the worker count."""
+    photos = Photos(20)
+    pixels = pixel_transform(policy, NATURAL, train)
+    crop = crop_flip(policy, NATURAL) if train else None
+    stored = ResidentImages(store_images(photos, pixels), NATURAL, CPU, crop, seed=7)
+    order = [5, 3, 19, 0, 7, 11, 2, 8, 13]
+    expected = torch.cat([images for images, _ in stored.batches(order, 2, 4)])
+    for workers in (0, 2):
+        streamed = StreamedImages(photos, pixels, NATURAL, CPU, crop, 7, num_workers=workers)
+        batches = list(streamed.batches(order, 2, 4))
+        assert torch.equal(torch.cat([images for images, _ in batches]), expected), workers
+        labels = torch.cat([labels for _, labels in batches])
+        assert labels.tolist() == [order_index % 3 for order_index in order]
+    assert len(list(streamed.batches(order, 2, 4, drop_last=True))) == 2
+
+
 def test_stored_splits_share_one_device_budget(monkeypatch) -> None:
     """A quarter of the free memory seen when the first split is placed, for all splits
     together: the memory they take is not counted as free again."""
@@ -176,7 +200,7 @@ def tiny_trainer(tmp_path: Path, policy: str, device: torch.device) -> FineTuner
     backbone = GlyphResNet(widths=(8, 8, 8), blocks_per_stage=1)
     model = Classifier(backbone, 3)
     options = TrainingOptions(epochs=1, batch_size=8)
-    return FineTuner(model, options, 0.01, train, ResidentLoader(val, 16), device, tmp_path, 0)
+    return FineTuner(model, options, 0.01, train, BatchedLoader(val, 16), device, tmp_path, 0)
 
 
 @pytest.mark.parametrize("policy", ["none", "rrc_flip"])

@@ -22,8 +22,8 @@ from lpft.methods import Selected, method_for
 from lpft.methods.base import Candidate, LinearHead, Network, Predictor
 from lpft.run.context import RunContext
 from lpft.training.features import ForwardOutputs, forward_split
-from lpft.training.loaders import TransformedDataset, eval_loader
 from lpft.training.logreg import predict_logits
+from lpft.training.resident import BatchedLoader
 
 PROBE_SEED = 0
 # The probes, in the order they are fitted; each may start from those before it.
@@ -82,12 +82,8 @@ def best_candidate(candidates: list[Candidate]) -> Candidate:
     return max(candidates, key=lambda c: c.id_val)
 
 
-def unlabeled_loader(ctx: RunContext, dataset: Dataset):
-    return eval_loader(
-        TransformedDataset(dataset, ctx.eval_transform),
-        ctx.config.eval_batch_size,
-        ctx.config.num_workers,
-    )
+def unlabeled_loader(ctx: RunContext, dataset: Dataset) -> BatchedLoader:
+    return BatchedLoader(ctx.batched(dataset), ctx.config.eval_batch_size)
 
 
 def run_probes(

@@ -34,7 +34,7 @@ from lpft.data.benchmark import Benchmark
 from lpft.models.backbone import Backbone, Classifier
 from lpft.training.feature_cache import CachedFeatures
 from lpft.training.features import ForwardOutputs
-from lpft.training.resident import ResidentLoader
+from lpft.training.resident import BatchedLoader
 
 
 @dataclass
@@ -125,7 +125,7 @@ class MethodContext(Protocol):
         """ID train through the training transform, augmentation seeded by ``seed``."""
         ...
 
-    def eval_loader(self, split: str) -> DataLoader | ResidentLoader:
+    def eval_loader(self, split: str) -> DataLoader | BatchedLoader:
         """``split`` through the eval transform, in order (batches already on the device when
         the split is stored)."""
         ...

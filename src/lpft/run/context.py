@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from rich.progress import Progress
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lpft.config import RunConfig
-from lpft.data import Benchmark, build_transform, dataset_fingerprint
+from lpft.data import Benchmark, dataset_fingerprint
 from lpft.data.cache import lpft_home
 from lpft.data.transforms import (
     DETERMINISTIC_POLICIES,
+    NormalisePixels,
     crop_flip,
     pixel_transform,
     short_side,
@@ -33,19 +34,20 @@ from lpft.training.feature_cache import (
     state_dict_sha256,
 )
 from lpft.training.features import ForwardOutputs, feature_batches, forward_split
-from lpft.training.loaders import TransformedDataset, eval_loader
 from lpft.training.resident import (
+    BatchedLoader,
+    BatchedSplit,
     DeviceBudget,
     ResidentImages,
-    ResidentLoader,
     StoredImages,
+    StreamedImages,
     placed,
     store_images,
 )
 from lpft.training.runtime import derive_seed
 
-# Store a split decoded (uint8, before any random step) when it fits in this; else it is read
-# and transformed per image by loader workers.
+# Store a split decoded (uint8, before any random step) when it fits in this; else loader
+# workers stream its pixels batch by batch.
 MATERIALIZE_MAX_BYTES = 1 << 30
 OOD_VAL_PREFIX = "ood_val:"
 
@@ -68,13 +70,13 @@ class FeatureStore:
     def __init__(
         self,
         backbone: Backbone,
-        loader_for: Callable[[str], DataLoader],
+        loader_for: Callable[[str], BatchedLoader],
         device: torch.device,
         progress: Progress,
         autocast_dtype: torch.dtype | None,
         disk: FeatureCache | None = None,
         key_for: Callable[[str, bool], FeatureKey] | None = None,
-        augmented_loader_for: Callable[[str, int], DataLoader | None] | None = None,
+        augmented_loader_for: Callable[[str, int], BatchedLoader | None] | None = None,
         augmented_key_for: Callable[[str, int], FeatureKey] | None = None,
         blocks_for: frozenset[str] = frozenset(),
     ) -> None:
@@ -126,7 +128,7 @@ class FeatureStore:
     def _extract(self, split: str, with_blocks: bool) -> ForwardOutputs:
         return self._forward(self.loader_for(split), split, with_blocks or split in self.blocks_for)
 
-    def _forward(self, loader: DataLoader, label: str, with_blocks: bool) -> ForwardOutputs:
+    def _forward(self, loader: BatchedLoader, label: str, with_blocks: bool) -> ForwardOutputs:
         task = self.progress.add_task(f"features: {label}", total=len(loader.dataset))
         outputs = forward_split(
             self.backbone.to(self.device),
@@ -158,7 +160,7 @@ class FeatureStore:
     def _entry(
         self,
         keys: list[FeatureKey],
-        make_loader: Callable[[], DataLoader],
+        make_loader: Callable[[], BatchedLoader],
         label: str,
         with_blocks: bool,
         extract_key: FeatureKey | None = None,
@@ -217,7 +219,7 @@ class RunContext:
         return self.config.num_workers
 
     def __post_init__(self) -> None:
-        self._materialized: dict[str, ResidentImages] = {}
+        self._prepared: dict[str, BatchedSplit] = {}
         self._stored_for_training: dict[str, StoredImages | None] = {}
         self._device_budget = DeviceBudget(self.device)
         self._weights_sha256: str | None = None
@@ -225,9 +227,6 @@ class RunContext:
         self.pretrained.eval()
         if self._use_channels_last():
             self.pretrained.to(memory_format=torch.channels_last)
-        spec = self.pretrained.input_spec
-        self.train_transform = build_transform(self.benchmark.augment, spec, train=True)
-        self.eval_transform = build_transform(self.benchmark.augment, spec, train=False)
         # Under torchrun each process extracts its shard and the shards are gathered in memory;
         # the disk cache is filled and read by single-process runs.
         use_disk = self.config.feature_cache and not current_world().distributed
@@ -263,7 +262,7 @@ class RunContext:
             weights_sha256=self._weights_sha256,
             benchmark=json.dumps(benchmark, sort_keys=True, default=str),
             split=split,
-            transform=repr(self.eval_transform),
+            transform=self._pipeline(train=False),
             dtype="float32",
             precision=self.config.precision,
             with_blocks=with_blocks,
@@ -272,19 +271,23 @@ class RunContext:
         )
 
     def augmented_feature_key(self, split: str, seed: int) -> FeatureKey:
-        """The key of one seeded pass of ``split`` through the training transform."""
-        stored = self._storable_for_training(split)
-        spec = self.pretrained.input_spec
-        batched = (
-            f"{pixel_transform(self.benchmark.augment, spec, True)!r} then "
-            f"{crop_flip(self.benchmark.augment, spec)!r} batched"
-        )
+        """The key of one seeded pass of ``split`` through the training transform (stored or
+        streamed: the same numbers)."""
         return dataclasses.replace(
             self.feature_key(split, False),
-            transform=batched if stored else repr(self.train_transform),
+            transform=self._pipeline(train=True),
             seed=derive_seed(seed, "features"),
             augment_pass=0,
         )
+
+    def _pipeline(self, train: bool) -> str:
+        """What a split's images go through, for cache keys: stored pixels, the training
+        policy's crop and flip, normalisation."""
+        spec = self.pretrained.input_spec
+        steps = [repr(pixel_transform(self.benchmark.augment, spec, train))]
+        if train:
+            steps.append(repr(crop_flip(self.benchmark.augment, spec)))
+        return " then ".join([*steps, repr(NormalisePixels(spec))])
 
     def split_dataset(self, split: str) -> Dataset:
         """A split by name: ``id_train``, ``id_val``, ``id_test``, an OOD set, or
@@ -297,28 +300,27 @@ class RunContext:
             return self.benchmark.ood_val[split.removeprefix(OOD_VAL_PREFIX)].dataset
         return self.benchmark.eval_splits()[split].dataset
 
-    def eval_loader(self, split: str) -> DataLoader | ResidentLoader:
+    def eval_loader(self, split: str) -> BatchedLoader:
         """Under torchrun, each process reads its shard and the forward pass gathers them."""
         dataset = self.prepared(split)
-        sampler = shard_sampler(len(dataset))
-        batch_size = self.config.eval_batch_size
-        if isinstance(dataset, ResidentImages):
-            return ResidentLoader(dataset, batch_size, sampler)
-        return eval_loader(dataset, batch_size, self.config.num_workers, sampler=sampler)
+        return BatchedLoader(dataset, self.config.eval_batch_size, shard_sampler(len(dataset)))
 
-    def prepared(self, split: str) -> Dataset:
-        """``split`` through the eval transform: stored once as uint8 pixels when small."""
-        if split in self._materialized:
-            return self._materialized[split]
-        dataset = self.split_dataset(split)
+    def prepared(self, split: str) -> BatchedSplit:
+        """``split`` through the eval pipeline, made once."""
+        if split not in self._prepared:
+            self._prepared[split] = self.batched(self.split_dataset(split))
+        return self._prepared[split]
+
+    def batched(self, dataset: Dataset) -> BatchedSplit:
+        """Any dataset of (image, label) through the eval pipeline: stored once as uint8 pixels
+        when small, else streamed by loader workers."""
         spec = self.pretrained.input_spec
-        if len(dataset) * spec.channels * spec.size * spec.size > MATERIALIZE_MAX_BYTES:
-            return TransformedDataset(dataset, self.eval_transform)
         pixels = pixel_transform(self.benchmark.augment, spec, train=False)
-        self._materialized[split] = ResidentImages(
-            store_images(dataset, pixels), spec, self.device, budget=self._device_budget
-        )
-        return self._materialized[split]
+        if len(dataset) * spec.channels * spec.size * spec.size > MATERIALIZE_MAX_BYTES:
+            workers = self.config.num_workers
+            return StreamedImages(dataset, pixels, spec, self.device, num_workers=workers)
+        stored = store_images(dataset, pixels)
+        return ResidentImages(stored, spec, self.device, budget=self._device_budget)
 
     def _storable_for_training(self, split: str) -> bool:
         """Whether ``split`` is small enough to store before the training policy's random steps
@@ -340,29 +342,30 @@ class RunContext:
             self._stored_for_training[split] = stored
         return self._stored_for_training[split]
 
-    def _augmented_split(self, split: str, seed: int) -> Dataset:
+    def _augmented_split(self, split: str, seed: int) -> BatchedSplit:
         """``split`` through the training policy, each image's draws from (seed, epoch, index):
-        batched from stored pixels, or per image when the split is too large to store."""
-        stored = self._stored_training_pixels(split)
-        if stored is None:
-            return TransformedDataset(self.split_dataset(split), self.train_transform, seed=seed)
+        from stored pixels, or streamed by loader workers (kept between epochs) when the split
+        is too large to store."""
         spec = self.pretrained.input_spec
         crop = crop_flip(self.benchmark.augment, spec)
+        stored = self._stored_training_pixels(split)
+        if stored is None:
+            pixels = pixel_transform(self.benchmark.augment, spec, train=True)
+            dataset, workers = self.split_dataset(split), self.config.num_workers
+            return StreamedImages(
+                dataset, pixels, spec, self.device, crop, seed, workers, persistent=True
+            )
         return ResidentImages(stored, spec, self.device, crop, seed, self._device_budget)
 
-    def augmented_loader(self, split: str, seed: int) -> DataLoader | ResidentLoader | None:
+    def augmented_loader(self, split: str, seed: int) -> BatchedLoader | None:
         """One pass of ``split`` through the training transform, in order, augmentation seeded
         by ``seed``; None when the benchmark's training transform is deterministic."""
         if self.benchmark.augment in DETERMINISTIC_POLICIES:
             return None
-        seed = derive_seed(seed, "features")
-        if self._storable_for_training(split):
-            make = functools.partial(self._augmented_split, split, seed)
-            return ResidentLoader(make, self.config.eval_batch_size)
-        dataset = self._augmented_split(split, seed)
-        return eval_loader(dataset, self.config.eval_batch_size, self.config.num_workers)
+        make = functools.partial(self._augmented_split, split, derive_seed(seed, "features"))
+        return BatchedLoader(make, self.config.eval_batch_size)
 
-    def train_dataset(self, seed: int) -> Dataset:
+    def train_dataset(self, seed: int) -> BatchedSplit:
         if self.benchmark.augment in DETERMINISTIC_POLICIES:
             return self.prepared("id_train")
         return self._augmented_split("id_train", seed)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from lpft.models.backbone import Backbone
 from lpft.training.distributed import ShardSampler
+from lpft.training.resident import BatchedLoader
 
 
 @dataclass
@@ -58,7 +59,7 @@ def capture_blocks(backbone: Backbone, sink: dict[str, list[torch.Tensor]]):
 @torch.inference_mode()
 def forward_split(
     backbone: Backbone,
-    loader: DataLoader,
+    loader: DataLoader | BatchedLoader,
     device: torch.device,
     head: nn.Module | None = None,
     with_blocks: bool = False,
@@ -109,7 +110,7 @@ def _gathered(outputs: ForwardOutputs, shards: ShardSampler) -> ForwardOutputs:
 @torch.inference_mode()
 def feature_batches(
     backbone: Backbone,
-    loader: DataLoader,
+    loader: DataLoader | BatchedLoader,
     device: torch.device,
     with_blocks: bool = False,
     autocast_dtype: torch.dtype | None = None,

@@ -1,22 +1,25 @@
-"""Image splits decoded once into uint8 and served in batches, augmented and normalised where the
-pixels are (on the accelerator when they fit in its budget).
+"""Image splits served in whole batches of uint8 pixels, augmented and normalised on the device.
 
-A split is stored as one (N, C, H, W) uint8 tensor: every image at the top left, padded to the
-largest one by repeating its last row and column. Per-image random crops and flips are drawn from
-(seed, epoch, index) as the per-sample pipeline draws them (``CropFlip``), so the batches do not
-depend on loader workers or on where they are computed; a whole batch is then cropped, resized
-(``roi_align``, which averages over each output pixel's footprint), flipped and normalised at once.
+A split that fits is stored once (``ResidentImages``): one (N, C, H, W) uint8 tensor, every image
+at the top left, padded to the largest one by repeating its last row and column, kept on the
+accelerator when it fits the run's budget. A larger split is streamed (``StreamedImages``):
+loader workers decode each image to the same uint8 pixels and pad a batch the same way. Either
+way, each image's crop box and flip are drawn from (seed, epoch, index) as the per-image pipeline
+draws them (``CropFlip``), and a whole batch is then cropped, resized (``roi_align``, which
+averages over each output pixel's footprint), flipped and normalised at once where it is
+(``BatchedSplit.complete``): the batches do not depend on the path, the workers or the device.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lpft.data.transforms import CropFlip, crop_resize_flip, normalise_pixels
 from lpft.models.backbone import InputSpec
@@ -62,12 +65,19 @@ def _padded(images: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def read_pixels(
+    dataset: Dataset, index: int, pixel_transform: Callable
+) -> tuple[torch.Tensor, int, tuple[int, int]]:
+    """Image ``index`` of ``dataset`` as uint8 pixels, its label and its source (height, width)."""
+    image, label = dataset[index]
+    return pixel_transform(image).as_subclass(torch.Tensor), label, image.size[::-1]
+
+
 def store_images(dataset: Dataset, pixel_transform: Callable) -> StoredImages:
     """Every image of ``dataset`` through ``pixel_transform`` (PIL -> uint8), in threads."""
 
     def one(index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
-        image, label = dataset[index]
-        return pixel_transform(image).as_subclass(torch.Tensor), label, image.size[::-1]
+        return read_pixels(dataset, index, pixel_transform)
 
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
         items = list(pool.map(one, range(len(dataset))))
@@ -144,11 +154,66 @@ def prefetched(
         yield ahead
 
 
-class ResidentImages(Dataset):
-    """A stored split served in batches: ``batches(order, epoch, batch_size)`` gives
-    (normalised images, labels) on ``device``, each image cropped and flipped from
-    (seed, epoch, index) when ``crop`` is given. The pixels stay on ``device`` if ``budget``
-    admits them, else in host memory, copied batch by batch."""
+def drawn_box(
+    crop: CropFlip,
+    seed: int | None,
+    key: tuple[int, int],
+    stored: tuple[int, int],
+    source: tuple[int, int],
+) -> tuple[float, ...]:
+    """Image ``key`` = (epoch, index)'s crop box and flip, from its own generator."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, *key))
+    return crop.box(generator, stored, source)
+
+
+class BatchedSplit(Dataset, ABC):
+    """A split served in batches: ``batches(order, epoch, batch_size)`` gives (normalised
+    images, labels) on ``device``, each image cropped and flipped from (seed, epoch, index) when
+    ``crop`` is given."""
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        device: torch.device,
+        crop: CropFlip | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.device = device
+        self.crop = crop
+        self.seed = seed
+        shape = (-1, 1, 1)
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(shape)
+        self.output_size = spec.size
+
+    @abstractmethod
+    def batches(
+        self, order: list[int], epoch: int, batch_size: int, drop_last: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``order`` cut into batches (the last partial one dropped when ``drop_last``)."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        images, labels = next(self.batches([index], epoch=0, batch_size=1))
+        return images[0], int(labels[0])
+
+    def complete(
+        self, pixels: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch's work where its pixels are: crop/resize/flip, normalise."""
+        if boxes is not None:
+            pixels = crop_resize_flip(pixels, boxes, self.output_size)
+        return normalise_pixels(pixels, self.mean, self.std), labels
+
+
+def cut(order: list[int], batch_size: int, drop_last: bool) -> list[list[int]]:
+    """``order`` in batches of ``batch_size`` (the last partial one dropped when ``drop_last``)."""
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+
+
+class ResidentImages(BatchedSplit):
+    """A stored split. The pixels stay on ``device`` if ``budget`` admits them, else in host
+    memory, copied batch by batch."""
 
     def __init__(
         self,
@@ -159,14 +224,8 @@ class ResidentImages(Dataset):
         seed: int | None = None,
         budget: DeviceBudget | None = None,
     ) -> None:
-        self.device = device
+        super().__init__(spec, device, crop, seed)
         self.images = placed(images, device, budget)
-        self.crop = crop
-        self.seed = seed
-        shape = (-1, 1, 1)
-        self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(shape)
-        self.output_size = spec.size
 
     def __len__(self) -> int:
         return len(self.images.labels)
@@ -175,19 +234,10 @@ class ResidentImages(Dataset):
     def on_device(self) -> bool:
         return self.images.pixels.device == self.device
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        images, labels = next(self.batches([index], epoch=0, batch_size=1))
-        return images[0], int(labels[0])
-
     def boxes(self, indices: list[int], epoch: int) -> torch.Tensor:
-        """(x1, y1, x2, y2, flip) per image in stored pixel coordinates, drawn from
-        (seed, epoch, index) as the per-image pipeline draws them."""
-        generator = torch.Generator()
-        rows = []
-        for index in indices:
-            generator.manual_seed(derive_seed(self.seed, epoch, index))
-            stored, source = self.images.sizes[index], self.images.source_sizes[index]
-            rows.append(self.crop.box(generator, stored, source))
+        """(x1, y1, x2, y2, flip) per image in stored pixel coordinates."""
+        sizes, sources = self.images.sizes, self.images.source_sizes
+        rows = [drawn_box(self.crop, self.seed, (epoch, i), sizes[i], sources[i]) for i in indices]
         return torch.tensor(rows, dtype=torch.float32)
 
     def host_parts(self, indices: list[int], epoch: int) -> tuple[torch.Tensor, ...]:
@@ -204,38 +254,119 @@ class ResidentImages(Dataset):
         return tuple(parts)
 
     def finish(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Device-side work on one batch: gather, crop/resize/flip, normalise."""
+        """Device-side work on one batch: gather, then ``complete``."""
         index, *rest = parts
         if self.on_device:
             pixels, labels = self.images.pixels[index], self.images.labels[index]
         else:
             pixels, labels, *rest = rest
-        if self.crop is not None:
-            pixels = crop_resize_flip(pixels, rest[0], self.output_size)
-        return normalise_pixels(pixels, self.mean, self.std), labels
+        return self.complete(pixels, labels, rest[0] if rest else None)
 
     def batches(
         self, order: list[int], epoch: int, batch_size: int, drop_last: bool = False
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``order`` cut into batches (the last partial one dropped when ``drop_last``)."""
-        stop = len(order) - len(order) % batch_size if drop_last else len(order)
-        host = (
-            self.host_parts(order[start : start + batch_size], epoch)
-            for start in range(0, stop, batch_size)
-        )
+        host = (self.host_parts(indices, epoch) for indices in cut(order, batch_size, drop_last))
         for parts in prefetched(host, self.device):
             yield self.finish(parts)
 
 
-class ResidentLoader:
-    """A loader-like pass over a ``ResidentImages`` split in order (or over ``sampler``'s
-    indices, e.g. this process's shard): normalised batches already on the device. Given a
-    function, the split is made when first needed (so a loader whose outputs are found in a
-    cache stores no image)."""
+class ImageReads(Dataset):
+    """What a loader worker reads for a streamed split: keyed by (epoch, index), an image's
+    uint8 pixels, its label and (when ``crop`` is given) its drawn box."""
+
+    def __init__(
+        self, dataset: Dataset, pixel_transform: Callable, crop: CropFlip | None, seed: int | None
+    ) -> None:
+        self.dataset = dataset
+        self.pixel_transform = pixel_transform
+        self.crop = crop
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, tuple | None]:
+        pixels, label, source = read_pixels(self.dataset, key[1], self.pixel_transform)
+        if self.crop is None:
+            return pixels, label, None
+        return pixels, label, drawn_box(self.crop, self.seed, key, tuple(pixels.shape[1:]), source)
+
+
+def padded_batch(items: list[tuple[torch.Tensor, int, tuple | None]]) -> tuple[torch.Tensor, ...]:
+    """Worker-side collation: pixels padded as a stored split pads them, labels, boxes."""
+    pixels = _padded([image for image, _, _ in items])
+    labels = torch.tensor([label for _, label, _ in items], dtype=torch.long)
+    if items[0][2] is None:
+        return pixels, labels
+    return pixels, labels, torch.tensor([box for _, _, box in items], dtype=torch.float32)
+
+
+class KeyBatches(Sampler[list[tuple[int, int]]]):
+    """The (epoch, index) batches of the pass about to start (set before each pass)."""
+
+    def __init__(self) -> None:
+        self.keys: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class StreamedImages(BatchedSplit):
+    """A split too large to store: ``num_workers`` loader processes read, decode and pad each
+    batch's uint8 pixels (and draw its boxes) while the device completes the previous one.
+    ``persistent`` keeps the workers between passes (for the split trained on every epoch)."""
 
     def __init__(
         self,
-        dataset: ResidentImages | Callable[[], ResidentImages],
+        dataset: Dataset,
+        pixel_transform: Callable,
+        spec: InputSpec,
+        device: torch.device,
+        crop: CropFlip | None = None,
+        seed: int | None = None,
+        num_workers: int = 0,
+        persistent: bool = False,
+    ) -> None:
+        super().__init__(spec, device, crop, seed)
+        self.reads = ImageReads(dataset, pixel_transform, crop, seed)
+        self.keys = KeyBatches()
+        # Its own generator: starting a pass never draws from the global torch RNG.
+        self.loader = DataLoader(
+            self.reads,
+            batch_sampler=self.keys,
+            collate_fn=padded_batch,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=persistent and num_workers > 0,
+            generator=torch.Generator(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.reads)
+
+    def batches(
+        self, order: list[int], epoch: int, batch_size: int, drop_last: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.keys.keys = [
+            [(epoch, index) for index in indices] for indices in cut(order, batch_size, drop_last)
+        ]
+        for parts in prefetched(iter(self.loader), self.device):
+            pixels, labels, *boxes = parts
+            yield self.complete(pixels, labels, boxes[0] if boxes else None)
+
+
+class BatchedLoader:
+    """A loader-like pass over a ``BatchedSplit`` in order (or over ``sampler``'s indices,
+    e.g. this process's shard): normalised batches already on the device. Given a function,
+    the split is made when first needed (so a loader whose outputs are found in a cache reads
+    no image)."""
+
+    def __init__(
+        self,
+        dataset: BatchedSplit | Callable[[], BatchedSplit],
         batch_size: int,
         sampler: Sampler[int] | None = None,
         epoch: int = 0,
@@ -246,8 +377,8 @@ class ResidentLoader:
         self.epoch = epoch
 
     @cached_property
-    def dataset(self) -> ResidentImages:
-        if isinstance(self._dataset, ResidentImages):
+    def dataset(self) -> BatchedSplit:
+        if isinstance(self._dataset, BatchedSplit):
             return self._dataset
         return self._dataset()
 

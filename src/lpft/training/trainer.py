@@ -37,7 +37,7 @@ from lpft.training.distributed import (
 from lpft.training.evaluate import accuracy
 from lpft.training.features import autocast, forward_split
 from lpft.training.loaders import train_loader
-from lpft.training.resident import ResidentImages, ResidentLoader, prefetched
+from lpft.training.resident import BatchedLoader, BatchedSplit, prefetched
 from lpft.training.runtime import derive_seed, rng_state, set_rng_state
 from lpft.validation import StrictModel
 
@@ -178,7 +178,7 @@ class FineTuner:
         options: TrainingOptions,
         lr: float,
         train_data: Dataset,
-        val_loader: DataLoader | ResidentLoader,
+        val_loader: DataLoader | BatchedLoader,
         device: torch.device,
         cell_dir: Path,
         seed: int,
@@ -211,7 +211,7 @@ class FineTuner:
         )
         self.drop_last = len(train_data) > self.batch_per_process
         self.loader = None
-        if not isinstance(train_data, ResidentImages):
+        if not isinstance(train_data, BatchedSplit):
             batch = self.batch_per_process
             self.loader = train_loader(train_data, self.sampler, batch, num_workers)
         whole, part = divmod(len(self.sampler), self.batch_per_process)
