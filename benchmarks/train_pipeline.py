@@ -6,7 +6,9 @@ folder, generated here (``--n`` images of ``--image`` pixels, 10 classes):
 
 * lpft: ``FineTuner`` fed as a run feeds it: the folder decoded once into uint8 pixels
   (``store_images``), batches gathered, randomly resized-cropped and flipped, and normalised on
-  the device, plus each epoch's validation pass and checkpoints;
+  the device, plus each epoch's validation pass and checkpoints; with ``--streamed``, as a run
+  feeds a split too large to store: ``--workers`` loader processes decode and pad each batch,
+  the device crops, flips and normalises it;
 * bare: forward, loss, backward and optimiser steps on batches already on the device;
 * hand: torchvision ``ImageFolder`` + ``DataLoader`` (``--workers``) with RandomResizedCrop,
   flip, ToTensor and Normalize per image, batches copied to the device.
@@ -16,6 +18,7 @@ start, is left out). The last line reads ``lpft/bare X.XX  lpft/hand Y.YY``.
 
     python benchmarks/train_pipeline.py --quick            # CPU, small grayscale ResNet, 32 px
     python benchmarks/train_pipeline.py --device cuda      # ResNet-50, bf16, channels-last
+    python benchmarks/train_pipeline.py --quick --streamed # the path of splits too large to store
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from lpft.data.transforms import crop_flip, pixel_transform
 from lpft.models import Classifier, create_backbone
 from lpft.models.glyph_resnet import GlyphResNet
 from lpft.training.features import autocast
-from lpft.training.resident import BatchedLoader, ResidentImages, store_images
+from lpft.training.resident import BatchedLoader, ResidentImages, StreamedImages, store_images
 from lpft.training.trainer import FineTuner, TrainingOptions, build_optimizer
 
 CLASSES = 10
@@ -159,13 +162,19 @@ def lpft(args, device, dtype, root: Path, samples) -> tuple[float, float]:
     """(steady-state images/s, seconds to store the folder)."""
     model = model_for(args, device)
     spec = model.backbone.input_spec
+    pixels, crop = pixel_transform("rrc_flip", spec, True), crop_flip("rrc_flip", spec)
     started = time.perf_counter()
-    stored = store_images(ImageFileDataset(samples), pixel_transform("rrc_flip", spec, True))
+    if args.streamed:
+        train = StreamedImages(
+            ImageFileDataset(samples), pixels, spec, device, crop, 0, args.workers, persistent=True
+        )
+    else:
+        stored = store_images(ImageFileDataset(samples), pixels)
+        train = ResidentImages(stored, spec, device, crop, seed=0)
     eval_stored = store_images(
         ImageFileDataset(samples[: args.batch_size]), pixel_transform("rrc_flip", spec, False)
     )
     store_seconds = time.perf_counter() - started
-    train = ResidentImages(stored, spec, device, crop_flip("rrc_flip", spec), seed=0)
     val = BatchedLoader(ResidentImages(eval_stored, spec, device), args.batch_size)
     times = []
     for epochs in (1, args.epochs):
@@ -202,6 +211,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+    parser.add_argument(
+        "--streamed", action="store_true", help="lpft streams the folder (--workers processes)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.model, args.n, args.image, args.size, args.batch_size = "glyph", 640, 48, 32, 32
@@ -222,10 +234,12 @@ def main() -> None:
         f"device {device} ({name}), {args.model}, {precision}, {args.n} JPEGs of {args.image}px "
         f"-> {args.size}px, batch {args.batch_size}, rrc_flip, {args.epochs} epochs"
     )
-    print(f"  folder stored as uint8 in {store_seconds:.2f} s")
+    if not args.streamed:
+        print(f"  folder stored as uint8 in {store_seconds:.2f} s")
     print(f"  bare loop (batches on the device): {baseline:10,.0f} images/s")
     print(f"  hand-written ImageFolder loop:     {handmade:10,.0f} images/s, {args.workers} wkrs")
-    print(f"  lpft FineTuner (incl. validation): {ours:10,.0f} images/s")
+    feed = f"streamed, {args.workers} wkrs" if args.streamed else "stored"
+    print(f"  lpft FineTuner (incl. validation): {ours:10,.0f} images/s, {feed}")
     print(f"lpft/bare {ours / baseline:.2f}  lpft/hand {ours / handmade:.2f}")
 
 
