@@ -2,9 +2,10 @@
 
 Writes ``--n`` PNG photos of ``--width`` x ``--height`` (random sizes up to that) into a
 temporary data root, builds the benchmark twice (``decode_cache_mb`` default, then 0: every read
-decodes the file), and times ``--epochs`` passes over ID train through the training transform
-of a 224-pixel natural-image backbone with ``rrc_flip`` augmentation (the per-epoch work a
-fine-tuning run does before the network sees a batch). Prints both times and their ratio, and
+decodes the file), and times ``--epochs`` passes over ID train through what loader workers do
+per image for a split too large to store, with ``rrc_flip`` for a 224-pixel natural-image
+backbone: read the image and shrink it to the stored uint8 pixels (crops, flips and
+normalisation then run on whole batches on the device). Prints both times and their ratio, and
 the share of the uncached time spent decoding.
 
     python benchmarks/folder_decode.py
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lpft.data import BuildContext, build_transform, create_benchmark
+from lpft.data import BuildContext, create_benchmark
 from lpft.data.folder import decode
+from lpft.data.transforms import pixel_transform
 from lpft.models import InputSpec
 
 SPEC = InputSpec(
@@ -45,7 +47,7 @@ def write_photos(root: Path, n: int, width: int, height: int) -> None:
 def epochs_seconds(root: Path, epochs: int, cache_mb: int) -> float:
     options = {"augment": "rrc_flip", "decode_cache_mb": cache_mb}
     benchmark = create_benchmark("folder", options, BuildContext(root, root / ".cache", False))
-    transform = build_transform("rrc_flip", SPEC, train=True)
+    transform = pixel_transform("rrc_flip", SPEC, train=True)
     started = time.perf_counter()
     for _ in range(epochs):
         for index in range(len(benchmark.id_train)):
