@@ -105,6 +105,9 @@ class RunConfig(StrictModel):
     out: Path | None = None
     data_root: Path | None = None
     num_workers: int = Field(0, ge=0, le=256)
+    # A split whose uint8 pixels fit in this many MB is decoded once and stored (on the GPU when
+    # it fits there too); a larger one is streamed by the loader workers. Same numbers either way.
+    store_max_mb: int = Field(1024, ge=0)
     eval_batch_size: int = Field(256, ge=1)
     skip_bad_images: bool = False
     deterministic: bool = True

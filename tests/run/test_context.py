@@ -14,12 +14,13 @@ from tests_support import tiny_run_config
 FT = {"ft": {"lrs": [0.03], "epochs": 2, "batch_size": 8}}
 
 
-def augmented_ft(out: Path, num_workers: int) -> dict:
+def augmented_ft(out: Path, num_workers: int, store_max_mb: int = 1024) -> dict:
     overrides = tiny_run_config(
         out,
         FT,
         benchmark_options={"augment": "rrc_flip"},
         num_workers=num_workers,
+        store_max_mb=store_max_mb,
         feature_cache=False,
     )
     Runner(resolve_config(overrides=overrides), quiet=True).run()
@@ -36,8 +37,7 @@ def test_a_split_too_large_to_store_trains_as_a_stored_one(tmp_path: Path, monke
     assert stores, "the tiny splits are stored"
 
     stores.clear()
-    monkeypatch.setattr(context, "MATERIALIZE_MAX_BYTES", 0)
-    streamed = augmented_ft(tmp_path / "streamed", num_workers=1)
+    streamed = augmented_ft(tmp_path / "streamed", num_workers=1, store_max_mb=0)
     assert not stores, "nothing is stored: every split goes through loader workers"
 
     assert streamed["history"] == stored["history"]

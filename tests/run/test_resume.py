@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL mid fine-tuning resumes to bitwise-identical results."""
+"""A run killed with SIGKILL mid fine-tuning resumes to bitwise-identical results, even when it
+resumes with other loader settings (streamed splits, a worker)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ Runner(resolve_config(overrides=json.loads(sys.argv[1])), quiet=True).run()
 def resume_overrides(out: Path) -> dict:
     return {
         "benchmark": "tiny",
-        "benchmark_options": {"per_class": 24},
+        "benchmark_options": {"per_class": 24, "augment": "rrc_flip"},
         "model": "builtin:tiny-test",
         "seeds": 1,
         "out": str(out),
@@ -71,7 +72,9 @@ def test_sigkill_during_fine_tuning_then_resume_matches_uninterrupted(tmp_path: 
     partial = killed_out / "results.json"
     assert not partial.exists() or json.loads(partial.read_text())["status"] == "partial"
 
-    resumed = Runner(resolve_config(overrides=resume_overrides(killed_out)), quiet=True).run()
+    streamed = {"store_max_mb": 0, "num_workers": 1}
+    resumed_config = resolve_config(overrides=resume_overrides(killed_out) | streamed)
+    resumed = Runner(resumed_config, quiet=True).run()
     reference_config = resolve_config(overrides=resume_overrides(tmp_path / "reference"))
     reference = Runner(reference_config, quiet=True).run()
 

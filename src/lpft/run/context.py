@@ -46,9 +46,6 @@ from lpft.training.resident import (
 )
 from lpft.training.runtime import derive_seed
 
-# Store a split decoded (uint8, before any random step) when it fits in this; else loader
-# workers stream its pixels batch by batch.
-MATERIALIZE_MAX_BYTES = 1 << 30
 OOD_VAL_PREFIX = "ood_val:"
 
 
@@ -289,6 +286,11 @@ class RunContext:
             steps.append(repr(crop_flip(self.benchmark.augment, spec)))
         return " then ".join([*steps, repr(NormalisePixels(spec))])
 
+    @property
+    def _store_max_bytes(self) -> int:
+        """Splits up to this size (uint8 pixels) are stored, larger ones streamed."""
+        return self.config.store_max_mb * 2**20
+
     def split_dataset(self, split: str) -> Dataset:
         """A split by name: ``id_train``, ``id_val``, ``id_test``, an OOD set, or
         ``ood_val:NAME`` for an OOD validation set."""
@@ -316,7 +318,7 @@ class RunContext:
         when small, else streamed by loader workers."""
         spec = self.pretrained.input_spec
         pixels = pixel_transform(self.benchmark.augment, spec, train=False)
-        if len(dataset) * spec.channels * spec.size * spec.size > MATERIALIZE_MAX_BYTES:
+        if len(dataset) * spec.channels * spec.size * spec.size > self._store_max_bytes:
             workers = self.config.num_workers
             return StreamedImages(dataset, pixels, spec, self.device, num_workers=workers)
         stored = store_images(dataset, pixels)
@@ -328,7 +330,7 @@ class RunContext:
         spec = self.pretrained.input_spec
         side = short_side(spec)
         estimate = len(self.split_dataset(split)) * spec.channels * side * side * 4 / 3
-        return estimate <= MATERIALIZE_MAX_BYTES
+        return estimate <= self._store_max_bytes
 
     def _stored_training_pixels(self, split: str) -> StoredImages | None:
         """``split``'s pixels before the training policy's random steps (None: too large)."""

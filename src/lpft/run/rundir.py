@@ -38,6 +38,7 @@ RESUMABLE_DIFFERENCES = frozenset(
         "report",
         "keep_checkpoints",
         "num_workers",
+        "store_max_mb",
         "feature_cache",
         "quick",
         "launcher",
