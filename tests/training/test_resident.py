@@ -162,6 +162,23 @@ def test_streamed_splits_equal_stored_ones_bitwise(policy: str, train: bool) -> 
     assert len(list(streamed.batches(order, 2, 4, drop_last=True))) == 2
 
 
+def test_a_split_kept_in_host_memory_gives_the_batches_of_one_on_the_device(monkeypatch) -> None:
+    """When the device budget refuses a split, its batches are gathered on the host and copied;
+    forced here on the CPU, where both paths can run."""
+    photos = Photos(20)
+    pixels, crop = pixel_transform("rrc_flip", NATURAL, True), crop_flip("rrc_flip", NATURAL)
+    split = ResidentImages(store_images(photos, pixels), NATURAL, CPU, crop, seed=7)
+    order = [4, 9, 1, 17, 12, 0, 6]
+    on_device = list(split.batches(order, 1, 3))
+    monkeypatch.setattr(ResidentImages, "on_device", property(lambda self: False))
+    assert len(split.host_parts(order[:3], 1)) == 4, "indices, pixels, labels and boxes"
+    for (images, labels), (expected, expected_labels) in zip(
+        split.batches(order, 1, 3), on_device, strict=True
+    ):
+        assert torch.equal(images, expected)
+        assert torch.equal(labels, expected_labels)
+
+
 def test_stored_splits_share_one_device_budget(monkeypatch) -> None:
     """A quarter of the free memory seen when the first split is placed, for all splits
     together: the memory they take is not counted as free again."""
