@@ -176,7 +176,7 @@ def lpft_data(args, device, samples) -> tuple[BatchedSplit, BatchedLoader, float
             ImageFileDataset(samples), pixels, spec, device, crop, 0, args.workers, persistent=True
         )
     else:
-        stored = store_images(ImageFileDataset(samples), pixels)
+        stored = store_images(ImageFileDataset(samples), pixels, cropped=True)
         train = ResidentImages(stored, spec, device, crop, seed=0)
     eval_stored = store_images(
         ImageFileDataset(samples[: args.batch_size]), pixel_transform("rrc_flip", spec, False)

@@ -54,7 +54,7 @@ def per_image(dataset, transform, epoch: int = 0) -> torch.Tensor:
 
 
 def resident(dataset, policy: str, train: bool, seed: int | None = 7) -> ResidentImages:
-    stored = store_images(dataset, pixel_transform(policy, NATURAL, train))
+    stored = store_images(dataset, pixel_transform(policy, NATURAL, train), cropped=train)
     crop = crop_flip(policy, NATURAL) if train else None
     return ResidentImages(stored, NATURAL, CPU, crop, seed)
 
@@ -94,8 +94,8 @@ def test_crops_and_flips_are_drawn_as_torchvision_draws_them(kind: str) -> None:
 
 @pytest.mark.parametrize("policy", ["rrc_flip", "resize_crop_flip"])
 def test_stored_batches_equal_the_per_image_pipeline(policy: str) -> None:
-    """A split too large to store is augmented per image (in loader workers) with the same
-    draws and operations: the same inputs up to float rounding, whichever path a run takes."""
+    """``build_transform`` does to one image what a run does to a batch: the same draws and
+    operations, the same inputs up to float rounding."""
     photos = Photos()
     data = resident(photos, policy, train=True)
     transform = build_transform(policy, NATURAL, train=True)
@@ -140,26 +140,69 @@ def test_random_resized_crops_follow_the_per_image_boxes() -> None:
             assert (left if flip else right) > 0.5 > (right if flip else left), (x1, x2, flip)
 
 
+class VariedPhotos(Photos):
+    """RGB images of random sizes, so that which image is the widest or tallest in a padded
+    tensor differs between the whole split and each batch."""
+
+    def __init__(self, count: int = 40) -> None:
+        rng = np.random.default_rng(1)
+        self.images = [
+            rng.integers(0, 256, (*rng.integers(17, 60, 2), 3), dtype=np.uint8)
+            for _ in range(count)
+        ]
+
+
 @pytest.mark.parametrize(
     ("policy", "train"),
     [("none", False), ("rrc_flip", False), ("rrc_flip", True), ("resize_crop_flip", True)],
 )
 def test_streamed_splits_equal_stored_ones_bitwise(policy: str, train: bool) -> None:
-    """A split too large to store is read by loader workers into the same padded uint8
-    batches, completed the same way: the same numbers exactly, whatever the worker count."""
-    photos = Photos(20)
+    """A split too large to store is read by loader workers into padded uint8 batches,
+    completed the same way: the same numbers exactly, whatever the batch size or the number of
+    workers."""
+    photos = VariedPhotos()
     pixels = pixel_transform(policy, NATURAL, train)
     crop = crop_flip(policy, NATURAL) if train else None
-    stored = ResidentImages(store_images(photos, pixels), NATURAL, CPU, crop, seed=7)
-    order = [5, 3, 19, 0, 7, 11, 2, 8, 13]
+    stored = ResidentImages(store_images(photos, pixels, train), NATURAL, CPU, crop, seed=7)
+    order = list(np.random.default_rng(2).permutation(len(photos)))
     expected = torch.cat([images for images, _ in stored.batches(order, 2, 4)])
-    for workers in (0, 2):
+    for workers, batch_size in ((0, 1), (0, 4), (2, 4)):
         streamed = StreamedImages(photos, pixels, NATURAL, CPU, crop, 7, num_workers=workers)
-        batches = list(streamed.batches(order, 2, 4))
-        assert torch.equal(torch.cat([images for images, _ in batches]), expected), workers
+        batches = list(streamed.batches(order, 2, batch_size))
+        images = torch.cat([images for images, _ in batches])
+        assert torch.equal(images, expected), (workers, batch_size)
         labels = torch.cat([labels for _, labels in batches])
-        assert labels.tolist() == [order_index % 3 for order_index in order]
-    assert len(list(streamed.batches(order, 2, 4, drop_last=True))) == 2
+        assert labels.tolist() == [index % 3 for index in order]
+    assert len(list(streamed.batches(order, 2, 16, drop_last=True))) == 2
+    assert torch.equal(streamed[order[5]][0], stored[order[5]][0]), "one image on its own"
+
+
+def test_one_streamed_pass_at_a_time() -> None:
+    """Two interleaved passes would take each other's batches from the shared workers."""
+    photos = Photos(12)
+    pixels = pixel_transform("rrc_flip", NATURAL, True)
+    crop = crop_flip("rrc_flip", NATURAL)
+    streamed = StreamedImages(photos, pixels, NATURAL, CPU, crop, 7, num_workers=1, persistent=True)
+    first = streamed.batches(list(range(12)), 0, 4)
+    next(first)
+    second = streamed.with_seed(8).batches(list(range(12)), 0, 4)
+    next(second)
+    with pytest.raises(RuntimeError, match="two passes over one streamed split at once"):
+        next(first)
+    abandoned = streamed.batches(list(range(12)), 1, 4)
+    next(abandoned)
+    del abandoned
+    assert len(list(streamed.batches(list(range(12)), 1, 4))) == 3, "a dropped pass is no bar"
+
+
+def test_a_split_on_an_unindexed_device_counts_as_there() -> None:
+    """``cpu:0`` names the CPU as ``cuda`` names the current GPU; tensors report ``cpu`` and
+    ``cuda:N``. The split must still count as on the device (else every batch would be
+    gathered and pinned on the host)."""
+    stored = store_images(Photos(4), pixel_transform("none", NATURAL, False))
+    split = ResidentImages(stored, NATURAL, torch.device("cpu:0"))
+    assert split.on_device
+    assert len(split.host_parts([0, 1], 0)) == 1, "indices only"
 
 
 def test_a_split_kept_in_host_memory_gives_the_batches_of_one_on_the_device(monkeypatch) -> None:
@@ -210,7 +253,7 @@ class ReadRecorder(TorchFunctionMode):
 def tiny_trainer(tmp_path: Path, policy: str, device: torch.device) -> FineTuner:
     spec = InputSpec(size=8, channels=1, mean=(0.25,), std=(0.35,), crop_pct=0.8)
     photos = Photos(48)
-    stored = store_images(photos, pixel_transform(policy, spec, True))
+    stored = store_images(photos, pixel_transform(policy, spec, True), cropped=policy != "none")
     train = ResidentImages(stored, spec, device, crop_flip(policy, spec), seed=1)
     val = ResidentImages(store_images(photos, pixel_transform(policy, spec, False)), spec, device)
     torch.manual_seed(0)

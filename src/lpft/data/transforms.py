@@ -6,9 +6,9 @@ are evaluated on a short-side resize and a centre crop, never a squashing resize
 
 A random training policy is defined once, as the batched pipeline runs it: each image stored as
 uint8 pixels before any random step (``pixel_transform``), one crop box and flip drawn for it
-(``CropFlip``), the box resized with ``roi_align`` and the pixels normalised. ``build_transform``
-applies exactly these operations to one image, so a split augmented per image in loader workers
-and a split stored once and augmented in batches give the same inputs up to float rounding.
+(``CropFlip``), the box resized with ``roi_align`` and the pixels normalised. Runs do this on
+whole batches (``lpft.training.resident``); ``build_transform`` applies the same operations to
+one image, for datasets used on their own, with the same inputs up to float rounding.
 """
 
 from __future__ import annotations

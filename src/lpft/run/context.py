@@ -47,6 +47,8 @@ from lpft.training.resident import (
 from lpft.training.runtime import derive_seed
 
 OOD_VAL_PREFIX = "ood_val:"
+# Splits a fine-tuning cell reads every epoch (training with a deterministic policy, validation).
+EVERY_EPOCH_SPLITS = frozenset({"id_train", "id_val"})
 
 
 class FeatureStore:
@@ -218,6 +220,7 @@ class RunContext:
     def __post_init__(self) -> None:
         self._prepared: dict[str, BatchedSplit] = {}
         self._stored_for_training: dict[str, StoredImages | None] = {}
+        self._streamed_for_training: dict[str, StreamedImages] = {}
         self._device_budget = DeviceBudget(self.device)
         self._weights_sha256: str | None = None
         self._data_fingerprints: dict[str, str | None] = {}
@@ -308,19 +311,23 @@ class RunContext:
         return BatchedLoader(dataset, self.config.eval_batch_size, shard_sampler(len(dataset)))
 
     def prepared(self, split: str) -> BatchedSplit:
-        """``split`` through the eval pipeline, made once."""
+        """``split`` through the eval pipeline, made once (streamed splits read every epoch keep
+        their loader workers)."""
         if split not in self._prepared:
-            self._prepared[split] = self.batched(self.split_dataset(split))
+            every_epoch = split in EVERY_EPOCH_SPLITS
+            self._prepared[split] = self.batched(self.split_dataset(split), every_epoch)
         return self._prepared[split]
 
-    def batched(self, dataset: Dataset) -> BatchedSplit:
+    def batched(self, dataset: Dataset, persistent: bool = False) -> BatchedSplit:
         """Any dataset of (image, label) through the eval pipeline: stored once as uint8 pixels
-        when small, else streamed by loader workers."""
+        when small, else streamed by loader workers (kept between passes if ``persistent``)."""
         spec = self.pretrained.input_spec
         pixels = pixel_transform(self.benchmark.augment, spec, train=False)
         if len(dataset) * spec.channels * spec.size * spec.size > self._store_max_bytes:
             workers = self.config.num_workers
-            return StreamedImages(dataset, pixels, spec, self.device, num_workers=workers)
+            return StreamedImages(
+                dataset, pixels, spec, self.device, num_workers=workers, persistent=persistent
+            )
         stored = store_images(dataset, pixels)
         return ResidentImages(stored, spec, self.device, budget=self._device_budget)
 
@@ -339,25 +346,27 @@ class RunContext:
             if self._storable_for_training(split):
                 spec = self.pretrained.input_spec
                 pixels = pixel_transform(self.benchmark.augment, spec, train=True)
-                stored = store_images(self.split_dataset(split), pixels)
+                stored = store_images(self.split_dataset(split), pixels, cropped=True)
                 stored = placed(stored, self.device, self._device_budget)
             self._stored_for_training[split] = stored
         return self._stored_for_training[split]
 
     def _augmented_split(self, split: str, seed: int) -> BatchedSplit:
         """``split`` through the training policy, each image's draws from (seed, epoch, index):
-        from stored pixels, or streamed by loader workers (kept between epochs) when the split
-        is too large to store."""
+        from stored pixels, or streamed by loader workers (one set for the whole run, kept
+        between passes) when the split is too large to store."""
         spec = self.pretrained.input_spec
         crop = crop_flip(self.benchmark.augment, spec)
         stored = self._stored_training_pixels(split)
-        if stored is None:
+        if stored is not None:
+            return ResidentImages(stored, spec, self.device, crop, seed, self._device_budget)
+        if split not in self._streamed_for_training:
             pixels = pixel_transform(self.benchmark.augment, spec, train=True)
             dataset, workers = self.split_dataset(split), self.config.num_workers
-            return StreamedImages(
-                dataset, pixels, spec, self.device, crop, seed, workers, persistent=True
+            self._streamed_for_training[split] = StreamedImages(
+                dataset, pixels, spec, self.device, crop, num_workers=workers, persistent=True
             )
-        return ResidentImages(stored, spec, self.device, crop, seed, self._device_budget)
+        return self._streamed_for_training[split].with_seed(seed)
 
     def augmented_loader(self, split: str, seed: int) -> BatchedLoader | None:
         """One pass of ``split`` through the training transform, in order, augmentation seeded

@@ -12,8 +12,9 @@ averages over each output pixel's footprint), flipped and normalised at once whe
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,16 +45,19 @@ class StoredImages:
         return self.pixels.numel() * self.pixels.element_size()
 
     def to(self, device: torch.device) -> StoredImages:
-        pixels = self.pixels.to(device)
-        if device.type == "cpu" and torch.cuda.is_available() and not pixels.is_pinned():
-            pixels = pixels.pin_memory()
-        return StoredImages(pixels, self.labels.to(device), self.sizes, self.source_sizes)
+        return StoredImages(
+            self.pixels.to(device), self.labels.to(device), self.sizes, self.source_sizes
+        )
 
 
-def _padded(images: list[torch.Tensor]) -> torch.Tensor:
-    """One tensor, each image at the top left and edge-repeated to the largest height/width."""
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
+def _padded(images: list[torch.Tensor], cropped: bool) -> torch.Tensor:
+    """One tensor, each image at the top left and edge-repeated to the largest height/width.
+
+    Images to be ``cropped`` get one more row and column: ``roi_align`` clamps at the tensor's
+    edge instead of interpolating, so an image touching it would give other last bits than the
+    same image padded in another tensor (the whole stored split, or one streamed batch)."""
+    height = max(image.shape[1] for image in images) + cropped
+    width = max(image.shape[2] for image in images) + cropped
     if all(image.shape[1:] == (height, width) for image in images):
         return torch.stack(images)
     out = torch.empty((len(images), images[0].shape[0], height, width), dtype=torch.uint8)
@@ -73,8 +77,11 @@ def read_pixels(
     return pixel_transform(image).as_subclass(torch.Tensor), label, image.size[::-1]
 
 
-def store_images(dataset: Dataset, pixel_transform: Callable) -> StoredImages:
-    """Every image of ``dataset`` through ``pixel_transform`` (PIL -> uint8), in threads."""
+def store_images(
+    dataset: Dataset, pixel_transform: Callable, cropped: bool = False
+) -> StoredImages:
+    """Every image of ``dataset`` through ``pixel_transform`` (PIL -> uint8), in threads;
+    ``cropped``: padded for batches that will be cropped."""
 
     def one(index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
         return read_pixels(dataset, index, pixel_transform)
@@ -83,7 +90,7 @@ def store_images(dataset: Dataset, pixel_transform: Callable) -> StoredImages:
         items = list(pool.map(one, range(len(dataset))))
     images = [pixels for pixels, _, _ in items]
     return StoredImages(
-        pixels=_padded(images),
+        pixels=_padded(images, cropped),
         labels=torch.tensor([label for _, label, _ in items], dtype=torch.long),
         sizes=[tuple(image.shape[1:]) for image in images],
         source_sizes=[source for _, _, source in items],
@@ -115,11 +122,22 @@ class DeviceBudget:
         return True
 
 
+def resolved(device: torch.device) -> torch.device:
+    """``device`` as the tensors placed on it name it (``cuda`` -> ``cuda:N``, ``cpu:0`` ->
+    ``cpu``), so that comparing it with a tensor's device says whether the tensor is there."""
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def placed(
     images: StoredImages, device: torch.device, budget: DeviceBudget | None = None
 ) -> StoredImages:
     """``images`` on ``device`` when they are there already or fit ``budget`` (default: a budget
-    of their own), else in host memory (pinned on CUDA hosts, for asynchronous copies)."""
+    of their own), else in host memory (each batch gathered there is pinned on CUDA hosts)."""
+    device = resolved(device)
     budget = budget or DeviceBudget(device)
     if images.pixels.device == device or budget.admits(images.nbytes):
         return images.to(device)
@@ -178,7 +196,7 @@ class BatchedSplit(Dataset, ABC):
         crop: CropFlip | None = None,
         seed: int | None = None,
     ) -> None:
-        self.device = device
+        self.device = resolved(device)
         self.crop = crop
         self.seed = seed
         shape = (-1, 1, 1)
@@ -271,43 +289,44 @@ class ResidentImages(BatchedSplit):
 
 
 class ImageReads(Dataset):
-    """What a loader worker reads for a streamed split: keyed by (epoch, index), an image's
-    uint8 pixels, its label and (when ``crop`` is given) its drawn box."""
+    """What a loader worker reads for a streamed split: keyed by (seed, epoch, index), an
+    image's uint8 pixels, its label and (when ``crop`` is given) its drawn box."""
 
-    def __init__(
-        self, dataset: Dataset, pixel_transform: Callable, crop: CropFlip | None, seed: int | None
-    ) -> None:
+    def __init__(self, dataset: Dataset, pixel_transform: Callable, crop: CropFlip | None) -> None:
         self.dataset = dataset
         self.pixel_transform = pixel_transform
         self.crop = crop
-        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, tuple | None]:
-        pixels, label, source = read_pixels(self.dataset, key[1], self.pixel_transform)
+    def __getitem__(
+        self, key: tuple[int | None, int, int]
+    ) -> tuple[torch.Tensor, int, tuple | None]:
+        seed, epoch, index = key
+        pixels, label, source = read_pixels(self.dataset, index, self.pixel_transform)
         if self.crop is None:
             return pixels, label, None
-        return pixels, label, drawn_box(self.crop, self.seed, key, tuple(pixels.shape[1:]), source)
+        stored = tuple(pixels.shape[1:])
+        return pixels, label, drawn_box(self.crop, seed, (epoch, index), stored, source)
 
 
 def padded_batch(items: list[tuple[torch.Tensor, int, tuple | None]]) -> tuple[torch.Tensor, ...]:
     """Worker-side collation: pixels padded as a stored split pads them, labels, boxes."""
-    pixels = _padded([image for image, _, _ in items])
+    pixels = _padded([image for image, _, _ in items], cropped=items[0][2] is not None)
     labels = torch.tensor([label for _, label, _ in items], dtype=torch.long)
     if items[0][2] is None:
         return pixels, labels
     return pixels, labels, torch.tensor([box for _, _, box in items], dtype=torch.float32)
 
 
-class KeyBatches(Sampler[list[tuple[int, int]]]):
-    """The (epoch, index) batches of the pass about to start (set before each pass)."""
+class KeyBatches(Sampler[list[tuple[int | None, int, int]]]):
+    """The (seed, epoch, index) batches of the pass about to start (set before each pass)."""
 
     def __init__(self) -> None:
-        self.keys: list[list[tuple[int, int]]] = []
+        self.keys: list[list[tuple[int | None, int, int]]] = []
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int | None, int, int]]]:
         return iter(self.keys)
 
     def __len__(self) -> int:
@@ -317,7 +336,8 @@ class KeyBatches(Sampler[list[tuple[int, int]]]):
 class StreamedImages(BatchedSplit):
     """A split too large to store: ``num_workers`` loader processes read, decode and pad each
     batch's uint8 pixels (and draw its boxes) while the device completes the previous one.
-    ``persistent`` keeps the workers between passes (for the split trained on every epoch)."""
+    ``persistent`` keeps the workers between passes; ``with_seed`` gives the same split and
+    workers drawing from another seed. One pass at a time."""
 
     def __init__(
         self,
@@ -331,7 +351,7 @@ class StreamedImages(BatchedSplit):
         persistent: bool = False,
     ) -> None:
         super().__init__(spec, device, crop, seed)
-        self.reads = ImageReads(dataset, pixel_transform, crop, seed)
+        self.reads = ImageReads(dataset, pixel_transform, crop)
         self.keys = KeyBatches()
         # Its own generator: starting a pass never draws from the global torch RNG.
         self.loader = DataLoader(
@@ -339,7 +359,7 @@ class StreamedImages(BatchedSplit):
             batch_sampler=self.keys,
             collate_fn=padded_batch,
             num_workers=num_workers,
-            pin_memory=device.type == "cuda",
+            pin_memory=self.device.type == "cuda",
             persistent_workers=persistent and num_workers > 0,
             generator=torch.Generator(),
         )
@@ -347,14 +367,31 @@ class StreamedImages(BatchedSplit):
     def __len__(self) -> int:
         return len(self.reads)
 
+    def with_seed(self, seed: int | None) -> StreamedImages:
+        view = copy.copy(self)
+        view.seed = seed
+        return view
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """One image, read here (no loader pass)."""
+        parts = [part.to(self.device) for part in padded_batch([self.reads[self.seed, 0, index]])]
+        images, labels = self.complete(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
+        return images[0], int(labels[0])
+
     def batches(
         self, order: list[int], epoch: int, batch_size: int, drop_last: bool = False
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.keys.keys = [
-            [(epoch, index) for index in indices] for indices in cut(order, batch_size, drop_last)
+        keys = [
+            [(self.seed, epoch, index) for index in indices]
+            for indices in cut(order, batch_size, drop_last)
         ]
-        for parts in prefetched(iter(self.loader), self.device):
-            pixels, labels, *boxes = parts
+        self.keys.keys = keys
+        for pixels, labels, *boxes in prefetched(iter(self.loader), self.device):
+            if self.keys.keys is not keys:
+                raise RuntimeError(
+                    "two passes over one streamed split at once: finish or drop one pass "
+                    "before starting the next"
+                )
             yield self.complete(pixels, labels, boxes[0] if boxes else None)
 
 
@@ -382,7 +419,7 @@ class BatchedLoader:
             return self._dataset
         return self._dataset()
 
-    def _indices(self) -> Sequence[int]:
+    def _indices(self) -> Sampler[int] | range:
         return self.sampler if self.sampler is not None else range(len(self.dataset))
 
     def __len__(self) -> int:
