@@ -6,18 +6,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from lpft.config import resolve_config
 from lpft.run import context
 from lpft.run.runner import Runner
 from tests_support import tiny_run_config
 
-FT = {"ft": {"lrs": [0.03], "epochs": 2, "batch_size": 8}}
+FT = {"ft": {"lrs": [0.03], "epochs": 2, "batch_size": 4}}
 
 
-def augmented_ft(out: Path, num_workers: int, store_max_mb: int = 1024) -> dict:
+def photos_of_many_sizes(root: Path) -> Path:
+    """A ``folder`` data root of RGB photos from 10 to 40 pixels a side, two classes."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("val", 6), ("test", 6), ("ood/dusk", 6)):
+        for index in range(count):
+            label = index % 2
+            height, width = rng.integers(10, 40, 2)
+            pixels = rng.normal(90 + 80 * label, 30, (height, width, 3))
+            path = root / split / f"c{label}" / f"{index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+def augmented_ft(out: Path, root: Path, num_workers: int, store_max_mb: int = 1024) -> dict:
     overrides = tiny_run_config(
         out,
         FT,
+        benchmark="folder",
+        data_root=str(root),
         benchmark_options={"augment": "rrc_flip"},
         num_workers=num_workers,
         store_max_mb=store_max_mb,
@@ -28,17 +47,21 @@ def augmented_ft(out: Path, num_workers: int, store_max_mb: int = 1024) -> dict:
 
 
 def test_a_split_too_large_to_store_trains_as_a_stored_one(tmp_path: Path, monkeypatch) -> None:
+    root = photos_of_many_sizes(tmp_path / "photos")
     stores = []
     store_images = context.store_images
     monkeypatch.setattr(
-        context, "store_images", lambda *args: stores.append(1) or store_images(*args)
+        context,
+        "store_images",
+        lambda *args, **kwargs: stores.append(1) or store_images(*args, **kwargs),
     )
-    stored = augmented_ft(tmp_path / "stored", num_workers=0)
-    assert stores, "the tiny splits are stored"
+    stored = augmented_ft(tmp_path / "stored", root, num_workers=0)
+    assert stores, "the small splits are stored"
 
     stores.clear()
-    streamed = augmented_ft(tmp_path / "streamed", num_workers=1, store_max_mb=0)
+    streamed = augmented_ft(tmp_path / "streamed", root, num_workers=1, store_max_mb=0)
     assert not stores, "nothing is stored: every split goes through loader workers"
 
     assert streamed["history"] == stored["history"]
     assert streamed["ood"] == stored["ood"]
+    assert stored["history"][0]["train_loss"] != stored["history"][1]["train_loss"]

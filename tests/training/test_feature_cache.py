@@ -306,7 +306,10 @@ def test_two_processes_extracting_the_same_features_both_succeed(tmp_path: Path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     first = subprocess.Popen(
         [sys.executable, "-c", EXTRACTING_CHILD, str(root), str(flags)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120

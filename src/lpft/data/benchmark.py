@@ -82,6 +82,11 @@ class Benchmark:
             raise DataError(f"benchmark '{self.name}': OOD sets cannot be named {taken}")
         if self.id_test_scoring is not None and self.id_test_scoring.dataset is not self.id_test:
             raise ValueError("id_test_scoring must score the id_test dataset")
+        splits = {"id_train": self.id_train, "id_val": self.id_val, "id_test": self.id_test}
+        splits |= {name: split.dataset for name, split in (self.ood | self.ood_val).items()}
+        empty = [name for name, dataset in splits.items() if len(dataset) == 0]
+        if empty:
+            raise DataError(f"benchmark '{self.name}': split {empty[0]} has no examples")
 
     @property
     def num_classes(self) -> int:

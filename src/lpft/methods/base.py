@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from pydantic import BaseModel
 from rich.progress import Progress
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lpft.data.benchmark import Benchmark
 from lpft.models.backbone import Backbone, Classifier
@@ -125,9 +125,8 @@ class MethodContext(Protocol):
         """ID train through the training transform, augmentation seeded by ``seed``."""
         ...
 
-    def eval_loader(self, split: str) -> DataLoader | BatchedLoader:
-        """``split`` through the eval transform, in order (batches already on the device when
-        the split is stored)."""
+    def eval_loader(self, split: str) -> BatchedLoader:
+        """``split`` through the eval pipeline, in order, in batches already on the device."""
         ...
 
     def fresh_backbone(self) -> Backbone:
