@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from ft_loop import lpft_loop, synchronize
 from lpft.data.folder import ImageFileDataset
 from lpft.data.transforms import crop_flip, pixel_transform
 from lpft.models import Classifier, create_backbone
@@ -51,7 +52,7 @@ from lpft.training.resident import (
     StreamedImages,
     store_images,
 )
-from lpft.training.trainer import FineTuner, TrainingOptions, build_optimizer
+from lpft.training.trainer import TrainingOptions, build_optimizer
 
 CLASSES = 10
 
@@ -70,11 +71,6 @@ def write_folder(root: Path, n: int, size: int) -> list[tuple[str, int]]:
         image.save(path, quality=90)
         samples.append((str(path), label))
     return sorted(samples)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def model_for(args: argparse.Namespace, device: torch.device) -> Classifier:
@@ -188,25 +184,18 @@ def lpft_data(args, device, samples) -> tuple[BatchedSplit, BatchedLoader, float
 
 def lpft(args, device, dtype, train: BatchedSplit, val: BatchedLoader) -> float:
     """Steady-state images/s: a 1-epoch cell's time taken from an ``--epochs`` cell's."""
-    times = []
-    for epochs in (1, args.epochs):
-        with tempfile.TemporaryDirectory() as cell:
-            trainer = FineTuner(
-                model_for(args, device),
-                TrainingOptions(epochs=epochs, batch_size=args.batch_size),
-                1e-3,
-                train,
-                val,
-                device,
-                Path(cell),
-                seed=0,
-                autocast_dtype=dtype,
-            )
-            synchronize(device)
-            started = time.perf_counter()
-            trainer.fit()
-            synchronize(device)
-            times.append(time.perf_counter() - started)
+    times = [
+        lpft_loop(
+            model_for(args, device),
+            train,
+            val,
+            TrainingOptions(epochs=epochs, batch_size=args.batch_size),
+            1e-3,
+            device,
+            dtype,
+        )
+        for epochs in (1, args.epochs)
+    ]
     images = (args.n // args.batch_size) * args.batch_size * (args.epochs - 1)
     return images / (times[1] - times[0])
 
