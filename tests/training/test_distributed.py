@@ -129,6 +129,26 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path: Path, refere
     assert_same_run(out, results, *reference)
 
 
+def test_an_error_under_nproc_is_one_line_and_its_exit_code(tmp_path: Path) -> None:
+    """Every process meets the same bad setting: rank 0 says it once, and torchrun's own
+    report and traceback stay out of the way."""
+    config = ddp_config(tmp_path / "run")
+    config["methods"]["ft"]["batch_size"] = 9
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(config))
+    finished = subprocess.run(
+        torchrun_command(path),
+        env=tiny_plugin_env(tmp_path / "site"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 2, finished.stderr[-3000:]
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("lpft: error:")]
+    assert len(errors) == 1 and "batch_size 9 is not divisible by the 2" in errors[0], errors
+    assert "Traceback" not in finished.stderr and "ChildFailedError" not in finished.stderr
+
+
 def wait_for_first_epoch(process: subprocess.Popen, out: Path, timeout: float) -> Path | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lpft import __version__
-from lpft.errors import LpftError
+from lpft.errors import ConfigError, DataError, LpftError
 
 SUBCOMMANDS = (
     "run",
@@ -25,6 +26,8 @@ SUBCOMMANDS = (
     "report",
 )
 USAGE_ERROR = 2
+# Errors every torchrun process meets alike (the same config and data): only rank 0 prints them.
+SAME_ON_EVERY_RANK = (ConfigError, DataError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except LpftError as exc:
-        print(f"lpft: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0" or not isinstance(exc, SAME_ON_EVERY_RANK):
+            print(f"lpft: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("lpft: interrupted; rerun the same command to resume", file=sys.stderr)

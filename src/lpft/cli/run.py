@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -255,12 +255,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """``lpft run --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m lpft run ...``"""
+    """``lpft run --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m lpft run ...``,
+    run in this process so that a failed process ends the command with its own message and
+    exit code, not with torchrun's report and traceback."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc}: expected at least 1 process")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", str(nproc), "-m", "lpft", *without_nproc(argv)]
-    return subprocess.call(command)
+    logging.getLogger("torch.distributed.run").setLevel(logging.ERROR)  # its OMP banner
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failure report
+    options = ["--standalone", "--nproc-per-node", str(nproc), "-m", "lpft"]
+    try:
+        torchrun(get_args_parser().parse_args([*options, *without_nproc(argv)]))
+    except ChildFailedError as failed:
+        _rank, failure = failed.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def without_nproc(argv: list[str]) -> list[str]:
