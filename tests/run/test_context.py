@@ -7,13 +7,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from rich.progress import Progress
 
 from lpft.config import resolve_config
+from lpft.data import BuildContext, create_benchmark, lpft_home
+from lpft.models import create_backbone
 from lpft.run import context
 from lpft.run.runner import Runner
 from tests_support import tiny_run_config
 
+CPU = torch.device("cpu")
 FT = {"ft": {"lrs": [0.03], "epochs": 2, "batch_size": 4}}
 
 
@@ -65,3 +70,25 @@ def test_a_split_too_large_to_store_trains_as_a_stored_one(tmp_path: Path, monke
     assert streamed["history"] == stored["history"]
     assert streamed["ood"] == stored["ood"]
     assert stored["history"][0]["train_loss"] != stored["history"][1]["train_loss"]
+
+
+def test_a_streamed_run_keeps_one_set_of_workers_per_split_read_every_epoch(
+    tiny_overrides: dict,
+) -> None:
+    overrides = tiny_overrides | {
+        "benchmark_options": {"augment": "rrc_flip"},
+        "store_max_mb": 0,
+        "num_workers": 1,
+    }
+    config = resolve_config(overrides=overrides)
+    benchmark = create_benchmark(
+        config.benchmark, config.benchmark_options, BuildContext(None, lpft_home(), False)
+    )
+    ctx = context.RunContext(
+        config, benchmark, create_backbone(config.model), CPU, Progress(disable=True), None
+    )
+    first, second = ctx.train_dataset(0), ctx.train_dataset(1)
+    assert first.loader is second.loader and first.seed != second.seed
+    assert first.loader.persistent_workers
+    assert ctx.prepared("id_val").loader.persistent_workers
+    assert not ctx.prepared("id_test").loader.persistent_workers
