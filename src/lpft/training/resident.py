@@ -13,6 +13,7 @@ averages over each output pixel's footprint), flipped and normalised at once whe
 from __future__ import annotations
 
 import copy
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -82,12 +83,9 @@ def store_images(
 ) -> StoredImages:
     """Every image of ``dataset`` through ``pixel_transform`` (PIL -> uint8), in threads;
     ``cropped``: padded for batches that will be cropped."""
-
-    def one(index: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
-        return read_pixels(dataset, index, pixel_transform)
-
+    read = functools.partial(read_pixels, dataset, pixel_transform=pixel_transform)
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-        items = list(pool.map(one, range(len(dataset))))
+        items = list(pool.map(read, range(len(dataset))))
     images = [pixels for pixels, _, _ in items]
     return StoredImages(
         pixels=_padded(images, cropped),
